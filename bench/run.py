@@ -1,0 +1,9 @@
+"""Run every benchmark and print one table (`make bench`, or `python -m bench.run`)."""
+
+from __future__ import annotations
+
+from bench import dsl
+from bench.table import print_rows
+
+if __name__ == "__main__":
+    print_rows(dsl.rows(), "flowbuilder benchmarks")
