@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dsl.fmt import format_text
+
 from bench.flows import generated_flow
 from bench.table import Row, best_of, print_rows
 from dsl import ir
 from dsl.compile import compile_text
-from dsl.fmt import format_text
 from dsl.lint import lint
 
 STEPS = 1000
@@ -33,7 +34,14 @@ def rows() -> list[Row]:
     fmt_time = best_of(fmt)
     name = f"IR JSON load ({STEPS} steps)"
     return [
-        Row(f"parse + compile + lint, {STEPS} steps", compile_time, name, reference, "≤ 10×", compile_time / reference <= 10),
+        Row(
+            f"parse + compile + lint, {STEPS} steps",
+            compile_time,
+            name,
+            reference,
+            "≤ 10×",
+            compile_time / reference <= 10,
+        ),
         Row(f"fmt, {STEPS} steps", fmt_time, name, reference, "≤ 10×", fmt_time / reference <= 10),
     ]
 

@@ -7,7 +7,7 @@ def generated_flow(steps: int) -> str:
     """A lint-clean flow of about `steps` steps: send / wait pairs with a branch every tenth step."""
     lines = [
         "template mail {",
-        '  subject "Hello {{ first_name | default(\'there\') }}"',
+        "  subject \"Hello {{ first_name | default('there') }}\"",
         "}",
         "",
         'flow big "Generated" {',

@@ -39,7 +39,9 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
 def print_rows(rows: list[Row], title: str) -> None:
     table = Table(title=title, title_justify="left")
     for column in ("measure", "time", "reference", "ref. time", "ratio", "goal", "met"):
-        table.add_column(column, justify="right" if column in ("time", "ref. time", "ratio") else "left")
+        table.add_column(
+            column, justify="right" if column in ("time", "ref. time", "ratio") else "left"
+        )
     for r in rows:
         table.add_row(
             r.measure,

@@ -24,7 +24,14 @@ import json
 from pathlib import Path
 
 from dsl.compile import Compilation, compile_files, compile_paths, compile_text
-from dsl.diagnostics import Diagnostic, FlowError, FlowSemanticError, FlowSyntaxError, Severity, Span
+from dsl.diagnostics import (
+    Diagnostic,
+    FlowError,
+    FlowSemanticError,
+    FlowSyntaxError,
+    Severity,
+    Span,
+)
 from dsl.ir import Flow, Workspace, canonical_json, content_hash
 from dsl.parse import ParsedFile, parse_tree
 
@@ -73,4 +80,6 @@ def dumps(workspace: Workspace, *, indent: int | None = 2) -> str:
     """The IR as JSON (spans, comments and layout never appear)."""
     if indent is None:
         return canonical_json(workspace)
-    return json.dumps(workspace.model_dump(mode="json"), indent=indent, sort_keys=True, ensure_ascii=False)
+    return json.dumps(
+        workspace.model_dump(mode="json"), indent=indent, sort_keys=True, ensure_ascii=False
+    )

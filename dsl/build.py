@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from lark import Token, Tree
 
@@ -80,7 +80,9 @@ class Builder:
         self.path = path
         self.out = FileDecls(path)
 
-    def error(self, code: str, message: str, node: Tree[Token] | Token | Span, hint: str | None = None) -> None:
+    def error(
+        self, code: str, message: str, node: Tree[Token] | Token | Span, hint: str | None = None
+    ) -> None:
         span = node if isinstance(node, Span) else span_of(node)
         self.out.diagnostics.append(rules.make(code, message, self.path, span, hint=hint))
 
@@ -115,7 +117,9 @@ class Builder:
             match key:
                 case "sender":
                     a, b = item.children
-                    policy["sender"] = ir.Sender(name=unquote(_tok(a)), address=unquote(_tok(b)), span=span_of(item))
+                    policy["sender"] = ir.Sender(
+                        name=unquote(_tok(a)), address=unquote(_tok(b)), span=span_of(item)
+                    )
                 case "postal_address":
                     policy["postal_address"] = unquote(_tok(item.children[0]))
                 case "contact":
@@ -147,13 +151,28 @@ class Builder:
         c = item.children
         match str(item.data):
             case "send_window":
-                return {"send_window": ir.TimeWindow(start=str(c[0]), end=str(c[1]), weekdays=self.weekdays(c[2]), span=span_of(item))}
+                return {
+                    "send_window": ir.TimeWindow(
+                        start=str(c[0]),
+                        end=str(c[1]),
+                        weekdays=self.weekdays(c[2]),
+                        span=span_of(item),
+                    )
+                }
             case "quiet_hours":
-                return {"quiet_hours": ir.TimeWindow(start=str(c[0]), end=str(c[1]), span=span_of(item))}
+                return {
+                    "quiet_hours": ir.TimeWindow(start=str(c[0]), end=str(c[1]), span=span_of(item))
+                }
             case "business_days":
                 return {"business_days": unquote(_tok(c[0])) if c[0] is not None else "default"}
             case "frequency_cap":
-                return {"frequency_cap": ir.FrequencyCap(count=int(float(str(c[0]))), per_seconds=seconds(_tok(c[1])), span=span_of(item))}
+                return {
+                    "frequency_cap": ir.FrequencyCap(
+                        count=int(float(str(c[0]))),
+                        per_seconds=seconds(_tok(c[1])),
+                        span=span_of(item),
+                    )
+                }
             case "timezone":
                 return {"timezone": unquote(_tok(c[0]))}
         raise AssertionError(item.data)
@@ -170,7 +189,12 @@ class Builder:
             last = _weekday(rng.children[1]) if rng.children[1] is not None else first
             i, j = order.index(first), order.index(last)
             if j < i:
-                self.error("FB212", f"the weekday range `{first}-{last}` runs backwards", rng, hint=f"write `{last}-{first}` or list the days")
+                self.error(
+                    "FB212",
+                    f"the weekday range `{first}-{last}` runs backwards",
+                    rng,
+                    hint=f"write `{last}-{first}` or list the days",
+                )
                 continue
             days.extend(d for d in order[i : j + 1] if d not in days)
         return days
@@ -196,9 +220,17 @@ class Builder:
                     if isinstance(item, ir.Const):
                         values.append(item.value)
                     else:
-                        self.error("FB211", "a setting list may only hold plain values such as \"saas\" or 3", _span(item))
+                        self.error(
+                            "FB211",
+                            'a setting list may only hold plain values such as "saas" or 3',
+                            _span(item),
+                        )
                 return values
-        self.error("FB211", "a setting must be a plain value (a number, a text, a duration, a list of those)", _span(expr))
+        self.error(
+            "FB211",
+            "a setting must be a plain value (a number, a text, a duration, a list of those)",
+            _span(expr),
+        )
         return None
 
     def attribute(self, tree: Tree[Token]) -> None:
@@ -206,7 +238,11 @@ class Builder:
         types = ("string", "number", "bool", "date", "list")
         type_name = str(type_)
         if type_name not in types:
-            self.error("FB212", f"unknown attribute type `{type_name}`; known types: {', '.join(types)}", _tok(type_))
+            self.error(
+                "FB212",
+                f"unknown attribute type `{type_name}`; known types: {', '.join(types)}",
+                _tok(type_),
+            )
             type_name = "string"
         self.out.attributes.append(
             ir.Attribute(
@@ -222,7 +258,13 @@ class Builder:
     def segment(self, tree: Tree[Token]) -> None:
         name, title, condition = tree.children
         self.out.segments.append(
-            ir.Segment(path=self.path, name=str(name), title=_opt_str(title), condition=self.expr(condition), span=span_of(_tok(name)))
+            ir.Segment(
+                path=self.path,
+                name=str(name),
+                title=_opt_str(title),
+                condition=self.expr(condition),
+                span=span_of(_tok(name)),
+            )
         )
 
     def list_decl(self, tree: Tree[Token]) -> None:
@@ -232,9 +274,18 @@ class Builder:
         if isinstance(rules_tree, Tree):
             for rule in rules_tree.children:
                 assert isinstance(rule, Tree)
-                (add if rule.data == "list_add_rule" else remove).append(self.expr(rule.children[0]))
+                (add if rule.data == "list_add_rule" else remove).append(
+                    self.expr(rule.children[0])
+                )
         self.out.lists.append(
-            ir.ListDecl(path=self.path, name=str(name), title=_opt_str(title), add_when=add, remove_when=remove, span=span_of(_tok(name)))
+            ir.ListDecl(
+                path=self.path,
+                name=str(name),
+                title=_opt_str(title),
+                add_when=add,
+                remove_when=remove,
+                span=span_of(_tok(name)),
+            )
         )
 
     def stages(self, tree: Tree[Token]) -> None:
@@ -260,12 +311,23 @@ class Builder:
             if item.data == "score_decay":
                 if decay is not None:
                     self.error("FB215", "`decay` is set twice", item)
-                decay = ir.Decay(percent=percent(_tok(c[0])), every_seconds=seconds(_tok(c[1])), span=span_of(item))
+                decay = ir.Decay(
+                    percent=percent(_tok(c[0])),
+                    every_seconds=seconds(_tok(c[1])),
+                    span=span_of(item),
+                )
                 continue
             kind = str(_first_token(c[0]))
             points = float(str(c[2])) * (-1 if str(_first_token(c[1])) == "-" else 1)
             if item.data == "score_when":
-                score_rules.append(ir.ScoreRule(kind=cast(Any, kind), points=points, when=self.expr(c[3]), span=span_of(item)))
+                score_rules.append(
+                    ir.ScoreRule(
+                        kind=cast(Any, kind),
+                        points=points,
+                        when=self.expr(c[3]),
+                        span=span_of(item),
+                    )
+                )
             else:
                 score_rules.append(
                     ir.ScoreRule(
@@ -291,20 +353,52 @@ class Builder:
                 fname, ftype, choices, required, label = c
                 type_name = str(ftype)
                 if type_name not in field_types:
-                    self.error("FB212", f"unknown field type `{type_name}`; known types: {', '.join(field_types)}", _tok(ftype))
+                    self.error(
+                        "FB212",
+                        f"unknown field type `{type_name}`; known types: {', '.join(field_types)}",
+                        _tok(ftype),
+                    )
                     type_name = "text"
-                options = [unquote(_tok(t)) for t in choices.children] if isinstance(choices, Tree) else []
+                options = (
+                    [unquote(_tok(t)) for t in choices.children]
+                    if isinstance(choices, Tree)
+                    else []
+                )
                 if type_name == "choice" and not options:
-                    self.error("FB212", f"the choice field `{fname}` lists no choices", item, hint='add them: choice ["a", "b"]')
+                    self.error(
+                        "FB212",
+                        f"the choice field `{fname}` lists no choices",
+                        item,
+                        hint='add them: choice ["a", "b"]',
+                    )
                 fields.append(
-                    ir.FormField(name=str(fname), type=cast(Any, type_name), choices=options, required=required is not None, label=_opt_str(label), span=span_of(_tok(fname)))
+                    ir.FormField(
+                        name=str(fname),
+                        type=cast(Any, type_name),
+                        choices=options,
+                        required=required is not None,
+                        label=_opt_str(label),
+                        span=span_of(_tok(fname)),
+                    )
                 )
             elif item.data == "form_consent":
                 consent = unquote(_tok(c[0]))
             else:
-                routes.append(ir.FormRoute(condition=self.expr(c[0]), list=str(c[1]), span=span_of(_tok(c[1]))))
+                routes.append(
+                    ir.FormRoute(
+                        condition=self.expr(c[0]), list=str(c[1]), span=span_of(_tok(c[1]))
+                    )
+                )
         self.out.forms.append(
-            ir.Form(path=self.path, name=str(name), title=_opt_str(title), fields=fields, consent=consent, routes=routes, span=span_of(_tok(name)))
+            ir.Form(
+                path=self.path,
+                name=str(name),
+                title=_opt_str(title),
+                fields=fields,
+                consent=consent,
+                routes=routes,
+                span=span_of(_tok(name)),
+            )
         )
 
     def template(self, tree: Tree[Token]) -> None:
@@ -327,14 +421,26 @@ class Builder:
             token = _tok(item.children[0])
             if key == "message_class":
                 if str(token) not in ("marketing", "transactional"):
-                    self.error("FB212", f"unknown message class `{token}`; use `marketing` or `transactional`", token)
+                    self.error(
+                        "FB212",
+                        f"unknown message class `{token}`; use `marketing` or `transactional`",
+                        token,
+                    )
                     continue
                 values[key] = str(token)
             elif key == "topic":
                 values[key] = str(token)
             else:
                 values[key] = unquote(token)
-        self.out.templates.append(ir.Template(path=self.path, name=str(name), title=_opt_str(title), span=span_of(_tok(name)), **values))
+        self.out.templates.append(
+            ir.Template(
+                path=self.path,
+                name=str(name),
+                title=_opt_str(title),
+                span=span_of(_tok(name)),
+                **values,
+            )
+        )
 
     # ------------------------------------------------------------------ flows
 
@@ -362,20 +468,37 @@ class Builder:
                 self._once(key, item, seen)
                 words = [str(t) for t in c if isinstance(t, Token)]
                 if words[1] == "every":
-                    entry = ir.Entry(mode="every", every_seconds=seconds(_tok(c[2])), span=span_of(item))
+                    entry = ir.Entry(
+                        mode="every", every_seconds=seconds(_tok(c[2])), span=span_of(item)
+                    )
                 else:
                     entry = ir.Entry(mode=cast(Any, words[1]), span=span_of(item))
             elif key == "exit_rule":
-                exits.append(ir.ExitRule(condition=self.expr(c[0]), scope="account" if c[1] is not None else "lead", span=span_of(item)))
+                exits.append(
+                    ir.ExitRule(
+                        condition=self.expr(c[0]),
+                        scope="account" if c[1] is not None else "lead",
+                        span=span_of(item),
+                    )
+                )
             elif key == "goal":
                 goals.append(
-                    ir.Goal(name=str(c[0]), condition=self.expr(c[1]), within_seconds=seconds(_tok(c[2])) if c[2] is not None else None, span=span_of(item))
+                    ir.Goal(
+                        name=str(c[0]),
+                        condition=self.expr(c[1]),
+                        within_seconds=seconds(_tok(c[2])) if c[2] is not None else None,
+                        span=span_of(item),
+                    )
                 )
             elif key == "kind":
                 self._once(key, item, seen)
                 kind = str(c[0])
                 if kind not in ir.FLOW_KINDS:
-                    self.error("FB212", f"unknown flow kind `{kind}`; known kinds: {', '.join(ir.FLOW_KINDS)}", _tok(c[0]))
+                    self.error(
+                        "FB212",
+                        f"unknown flow kind `{kind}`; known kinds: {', '.join(ir.FLOW_KINDS)}",
+                        _tok(c[0]),
+                    )
                     kind = "marketing"
             elif key == "layout":
                 self.layout(flow_name, item)
@@ -425,7 +548,9 @@ class Builder:
         sp = span_of(tree)
         match str(tree.data):
             case "trigger_event":
-                return ir.EventTrigger(event=self.event_name(c[0]), where=self.opt_expr(c[1]), span=sp)
+                return ir.EventTrigger(
+                    event=self.event_name(c[0]), where=self.opt_expr(c[1]), span=sp
+                )
             case "trigger_entered":
                 m = self.membership(c[0])
                 return ir.EnteredTrigger(membership=m.kind, name=m.name, span=sp)
@@ -445,7 +570,9 @@ class Builder:
     def membership(self, node: Tree[Token] | Token | None) -> ir.Membership:
         assert isinstance(node, Tree)
         kind_tree, name = node.children
-        return ir.Membership(kind=cast(Any, str(_first_token(kind_tree))), name=str(name), span=span_of(_tok(name)))
+        return ir.Membership(
+            kind=cast(Any, str(_first_token(kind_tree))), name=str(name), span=span_of(_tok(name))
+        )
 
     def event_name(self, node: Tree[Token] | Token | None) -> str:
         token = _first_token(node)
@@ -472,8 +599,22 @@ class Builder:
                     for v in variants_tree.children:
                         assert isinstance(v, Tree)
                         vname, vpercent, *vopts = v.children
-                        variants.append(ir.Variant(name=str(vname), percent=percent(_tok(vpercent)), span=span_of(v), **self.send_options(vopts)))
-                return ir.Send(name=name, template=str(c[0]), variants=variants, next=edge(edge_tree), span=sp, **opts)
+                        variants.append(
+                            ir.Variant(
+                                name=str(vname),
+                                percent=percent(_tok(vpercent)),
+                                span=span_of(v),
+                                **self.send_options(vopts),
+                            )
+                        )
+                return ir.Send(
+                    name=name,
+                    template=str(c[0]),
+                    variants=variants,
+                    next=edge(edge_tree),
+                    span=sp,
+                    **opts,
+                )
             case "wait":
                 return ir.Wait(name=name, seconds=seconds(_tok(c[0])), next=edge(c[1]), span=sp)
             case "wait_business":
@@ -482,7 +623,13 @@ class Builder:
                     self.error("FB212", f"business days are whole days, not `{c[0]}`", _tok(c[0]))
                 return ir.WaitBusinessDays(name=name, days=int(days), next=edge(c[1]), span=sp)
             case "wait_until_time":
-                return ir.WaitUntilTime(name=name, time=str(c[0]), weekdays=self.weekdays(c[1]), next=edge(c[2]), span=sp)
+                return ir.WaitUntilTime(
+                    name=name,
+                    time=str(c[0]),
+                    weekdays=self.weekdays(c[1]),
+                    next=edge(c[2]),
+                    span=sp,
+                )
             case "wait_until_date":
                 return ir.WaitUntilDate(name=name, date=self.expr(c[0]), next=edge(c[1]), span=sp)
             case "wait_for":
@@ -497,7 +644,11 @@ class Builder:
                             then = str(arm.children[0])
                         else:
                             if c[1] is None:
-                                self.error("FB212", "a `timeout` arm needs a timeout: add `up to 7d` after the condition", arm)
+                                self.error(
+                                    "FB212",
+                                    "a `timeout` arm needs a timeout: add `up to 7d` after the condition",
+                                    arm,
+                                )
                             timeout_next = str(arm.children[0])
                 return ir.WaitFor(
                     name=name,
@@ -515,8 +666,16 @@ class Builder:
                     if arm.data == "else_arm":
                         otherwise, has_else = str(arm.children[0]), True
                     else:
-                        arms.append(ir.Arm(condition=self.expr(arm.children[0]), target=str(arm.children[1]), span=span_of(arm)))
-                return ir.Branch(name=name, arms=arms, has_else=has_else, otherwise=otherwise, span=sp)
+                        arms.append(
+                            ir.Arm(
+                                condition=self.expr(arm.children[0]),
+                                target=str(arm.children[1]),
+                                span=span_of(arm),
+                            )
+                        )
+                return ir.Branch(
+                    name=name, arms=arms, has_else=has_else, otherwise=otherwise, span=sp
+                )
             case "split":
                 paths: list[ir.SplitPath] = []
                 holdout = 0.0
@@ -525,13 +684,26 @@ class Builder:
                     if arm.data == "holdout":
                         holdout += percent(_tok(arm.children[0]))
                     else:
-                        paths.append(ir.SplitPath(percent=percent(_tok(arm.children[0])), target=str(arm.children[1]), span=span_of(arm)))
+                        paths.append(
+                            ir.SplitPath(
+                                percent=percent(_tok(arm.children[0])),
+                                target=str(arm.children[1]),
+                                span=span_of(arm),
+                            )
+                        )
                 return ir.Split(name=name, paths=paths, holdout=holdout, span=sp)
             case "update":
                 target = self.expr(c[0])
                 assert isinstance(target, ir.Path)
                 op = str(_first_token(c[1]))
-                return ir.Update(name=name, target=target, op=cast(Any, op), value=self.expr(c[2]), next=edge(c[3]), span=sp)
+                return ir.Update(
+                    name=name,
+                    target=target,
+                    op=cast(Any, op),
+                    value=self.expr(c[2]),
+                    next=edge(c[3]),
+                    span=sp,
+                )
             case "add_to_list":
                 return ir.AddToList(name=name, list=str(c[0]), next=edge(c[1]), span=sp)
             case "remove_from_list":
@@ -546,9 +718,14 @@ class Builder:
                 return ir.End(name=name, reason=_opt_str(c[0]), span=sp)
         raise AssertionError(action.data)
 
-    def send_options(self, options: list[Tree[Token] | Token | None]) -> dict[str, Any]:
+    def send_options(self, options: Sequence[Tree[Token] | Token | None]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        keys = {"subject": "subject", "preheader": "preheader", "sender": "sender", "variant_template": "template"}
+        keys = {
+            "subject": "subject",
+            "preheader": "preheader",
+            "sender": "sender",
+            "variant_template": "template",
+        }
         for option in options:
             assert isinstance(option, Tree)
             key = keys[str(option.data)]
@@ -569,20 +746,30 @@ class Builder:
         c = node.children
         match str(node.data):
             case "or_test" | "and_test":
-                op = "or" if node.data == "or_test" else "and"
+                op: Literal["and", "or"] = "or" if node.data == "or_test" else "and"
                 return ir.Logic(op=op, operands=[self.expr(x) for x in c], span=sp)
             case "not_test":
                 return ir.Not(operand=self.expr(c[0]), span=sp)
             case "negate":
                 return ir.Negate(operand=self.expr(c[0]), span=sp)
             case "compare" | "string_test":
-                return ir.Compare(op=cast(Any, str(_first_token(c[1]))), left=self.expr(c[0]), right=self.expr(c[2]), span=sp)
+                return ir.Compare(
+                    op=cast(Any, str(_first_token(c[1]))),
+                    left=self.expr(c[0]),
+                    right=self.expr(c[2]),
+                    span=sp,
+                )
             case "in_test":
                 return ir.Compare(op="in", left=self.expr(c[0]), right=self.expr(c[1]), span=sp)
             case "not_in_test":
                 return ir.Compare(op="not in", left=self.expr(c[0]), right=self.expr(c[1]), span=sp)
             case "arith":
-                return ir.Arith(op=cast(Any, str(_first_token(c[1]))), left=self.expr(c[0]), right=self.expr(c[2]), span=sp)
+                return ir.Arith(
+                    op=cast(Any, str(_first_token(c[1]))),
+                    left=self.expr(c[0]),
+                    right=self.expr(c[2]),
+                    span=sp,
+                )
             case "number_lit":
                 return ir.Const(type="number", value=number(_tok(c[0])), span=sp)
             case "string_lit":

@@ -64,7 +64,9 @@ class Checker:
     path: str = ""
 
     def error(self, code: str, message: str, span: Span | None, hint: str | None = None) -> None:
-        self.diagnostics.append(rules.make(code, message, self.path, span or Span(1, 1, 1, 2), hint=hint))
+        self.diagnostics.append(
+            rules.make(code, message, self.path, span or Span(1, 1, 1, 2), hint=hint)
+        )
 
     # ------------------------------------------------------------------ names
 
@@ -87,15 +89,34 @@ class Checker:
     def require(self, kind: str, name: str, span: Span | None) -> None:
         known = list(self.names(kind))
         if name not in known:
-            code = {"segment": "FB201", "list": "FB202", "template": "FB203", "stage": "FB204", "form": "FB205", "flow": "FB206"}[kind]
-            self.error(code, f"{kind} `{name}` is not defined; {_known(kind, known)}", span, hint=did_you_mean(name, known))
+            code = {
+                "segment": "FB201",
+                "list": "FB202",
+                "template": "FB203",
+                "stage": "FB204",
+                "form": "FB205",
+                "flow": "FB206",
+            }[kind]
+            self.error(
+                code,
+                f"{kind} `{name}` is not defined; {_known(kind, known)}",
+                span,
+                hint=did_you_mean(name, known),
+            )
 
-    def require_step(self, name: str | None, steps: Iterable[str], span: Span | None, flow: str) -> None:
+    def require_step(
+        self, name: str | None, steps: Iterable[str], span: Span | None, flow: str
+    ) -> None:
         if name is None:
             return
         known = list(steps)
         if name not in known:
-            self.error("FB200", f"flow `{flow}` has no step `{name}`; {_known('step', known)}", span, hint=did_you_mean(name, known))
+            self.error(
+                "FB200",
+                f"flow `{flow}` has no step `{name}`; {_known('step', known)}",
+                span,
+                hint=did_you_mean(name, known),
+            )
 
     # ------------------------------------------------------------------ values
 
@@ -108,7 +129,10 @@ class Checker:
 
     def timezone(self, value: str | None, span: Span | None) -> None:
         if value is not None and value not in _timezones():
-            hint = did_you_mean(value, _timezones()) or "use an IANA name such as Asia/Seoul or America/New_York"
+            hint = (
+                did_you_mean(value, _timezones())
+                or "use an IANA name such as Asia/Seoul or America/New_York"
+            )
             self.error("FB213", f"`{value}` is not a known timezone", span, hint=hint)
 
     def policy(self, policy: ir.Policy, span: Span | None) -> None:
@@ -117,13 +141,21 @@ class Checker:
                 self.time(window.start, window.span)
                 self.time(window.end, window.span)
                 if window.start == window.end:
-                    self.error("FB212", f"the window {window.start}-{window.end} is empty", window.span)
+                    self.error(
+                        "FB212", f"the window {window.start}-{window.end} is empty", window.span
+                    )
         cap = policy.frequency_cap
         if cap is not None and (cap.count <= 0 or cap.per_seconds <= 0):
             self.error("FB212", "a frequency cap needs a count and a period above zero", cap.span)
         self.timezone(policy.timezone, span)
-        if policy.business_days not in (None, "default") and not re.fullmatch(r"[A-Z]{2}(-[A-Z0-9]{1,3})?", policy.business_days):
-            self.error("FB212", f'`{policy.business_days}` is not a country code for holidays; use e.g. "KR" or "US"', span)
+        if policy.business_days not in (None, "default") and not re.fullmatch(
+            r"[A-Z]{2}(-[A-Z0-9]{1,3})?", policy.business_days
+        ):
+            self.error(
+                "FB212",
+                f'`{policy.business_days}` is not a country code for holidays; use e.g. "KR" or "US"',
+                span,
+            )
 
     # ------------------------------------------------------------------ expressions
 
@@ -135,7 +167,11 @@ class Checker:
     def expect(self, typ: str, want: str, expr: ir.Node, what: str) -> None:
         if typ in ("any", want) or (want == "number" and typ == "percent"):
             return
-        self.error("FB211", f"{what} must be a {_type_words(want)}, but this is a {_type_words(typ)}", expr.span)
+        self.error(
+            "FB211",
+            f"{what} must be a {_type_words(want)}, but this is a {_type_words(typ)}",
+            expr.span,
+        )
 
     def expr(self, expr: ir.Expr, scope: Scope) -> tuple[ir.Expr, str]:
         match expr:
@@ -159,7 +195,11 @@ class Checker:
             case ir.Negate():
                 operand, typ = self.expr(expr.operand, scope)
                 if typ not in ("number", "duration", "percent", "any"):
-                    self.error("FB211", f"only numbers and durations can be negated, not a {_type_words(typ)}", expr.span)
+                    self.error(
+                        "FB211",
+                        f"only numbers and durations can be negated, not a {_type_words(typ)}",
+                        expr.span,
+                    )
                 return expr.model_copy(update={"operand": operand}), typ
             case ir.Logic():
                 operands = []
@@ -179,12 +219,19 @@ class Checker:
     def path_type(self, path: ir.Path, scope: Scope) -> str:
         if path.root not in scope.roots:
             where = ", ".join(f"`{r}.`" for r in sorted(scope.roots))
-            self.error("FB208", f"`{path.root}.` cannot be used here; usable here: {where}", path.span)
+            self.error(
+                "FB208", f"`{path.root}.` cannot be used here; usable here: {where}", path.span
+            )
             return "any"
         if path.root == "settings":
             key = path.attrs[0]
             if key not in self.ws.settings:
-                self.error("FB207", f"setting `{key}` is not defined; {_known('setting', self.ws.settings)}", path.span, hint=did_you_mean(key, self.ws.settings))
+                self.error(
+                    "FB207",
+                    f"setting `{key}` is not defined; {_known('setting', self.ws.settings)}",
+                    path.span,
+                    hint=did_you_mean(key, self.ws.settings),
+                )
                 return "any"
             return _value_type(self.ws.settings[key]) if len(path.attrs) == 1 else "any"
         if path.root == "lead" and len(path.attrs) == 1:
@@ -200,7 +247,11 @@ class Checker:
         op = expr.op
         if op in ("in", "not in"):
             if rt not in ("list", "string", "any"):
-                self.error("FB211", f"the right side of `{op}` must be a list or a text, but this is a {_type_words(rt)}", expr.right.span)
+                self.error(
+                    "FB211",
+                    f"the right side of `{op}` must be a list or a text, but this is a {_type_words(rt)}",
+                    expr.right.span,
+                )
         elif op in ("contains", "starts_with", "ends_with", "matches"):
             if op != "contains" or lt != "list":
                 self.expect(lt, "string", expr.left, f"the left side of `{op}`")
@@ -209,46 +260,91 @@ class Checker:
                 try:
                     re.compile(right.value)
                 except re.error as exc:
-                    self.error("FB212", f"the pattern is not a valid regular expression: {exc}", expr.right.span)
+                    self.error(
+                        "FB212",
+                        f"the pattern is not a valid regular expression: {exc}",
+                        expr.right.span,
+                    )
         elif op in ("<", "<=", ">", ">="):
             ordered = {"number", "duration", "date", "percent", "string", "any"}
-            if lt not in ordered or rt not in ordered or (lt != rt and "any" not in (lt, rt) and {lt, rt} != {"number", "percent"}):
-                self.error("FB211", f"cannot compare a {_type_words(lt)} with a {_type_words(rt)} using `{op}`", expr.span)
-        elif lt != rt and "any" not in (lt, rt) and "null" not in (lt, rt) and {lt, rt} != {"number", "percent"}:
-            self.error("FB211", f"a {_type_words(lt)} is never equal to a {_type_words(rt)}", expr.span)
+            if (
+                lt not in ordered
+                or rt not in ordered
+                or (lt != rt and "any" not in (lt, rt) and {lt, rt} != {"number", "percent"})
+            ):
+                self.error(
+                    "FB211",
+                    f"cannot compare a {_type_words(lt)} with a {_type_words(rt)} using `{op}`",
+                    expr.span,
+                )
+        elif (
+            lt != rt
+            and "any" not in (lt, rt)
+            and "null" not in (lt, rt)
+            and {lt, rt} != {"number", "percent"}
+        ):
+            self.error(
+                "FB211", f"a {_type_words(lt)} is never equal to a {_type_words(rt)}", expr.span
+            )
         self.stage_literal(left, right)
         return expr.model_copy(update={"left": left, "right": right}), "bool"
 
     def stage_literal(self, left: ir.Expr, right: ir.Expr) -> None:
         """`lead.stage == "sqll"` names a stage that does not exist."""
-        if isinstance(left, ir.Path) and left.dotted() == "lead.stage" and isinstance(right, ir.Const) and isinstance(right.value, str):
-            if self.ws.stages:
-                self.require("stage", right.value, right.span)
+        if (
+            isinstance(left, ir.Path)
+            and left.dotted() == "lead.stage"
+            and isinstance(right, ir.Const)
+            and isinstance(right.value, str)
+            and self.ws.stages
+        ):
+            self.require("stage", right.value, right.span)
 
     def arith(self, expr: ir.Arith, scope: Scope) -> tuple[ir.Expr, str]:
         left, lt = self.expr(expr.left, scope)
         right, rt = self.expr(expr.right, scope)
         result = _arith_type(expr.op, lt, rt)
         if result is None:
-            self.error("FB211", f"cannot compute a {_type_words(lt)} {expr.op} a {_type_words(rt)}", expr.span)
+            self.error(
+                "FB211",
+                f"cannot compute a {_type_words(lt)} {expr.op} a {_type_words(rt)}",
+                expr.span,
+            )
             result = "any"
         return expr.model_copy(update={"left": left, "right": right}), result
 
     def call(self, expr: ir.Call, scope: Scope) -> tuple[ir.Expr, str]:
         fn = FUNCTIONS.get(expr.function)
         if fn is None:
-            self.error("FB208", f"`{expr.function}` is not a function", expr.span, hint=did_you_mean(expr.function, FUNCTIONS))
+            self.error(
+                "FB208",
+                f"`{expr.function}` is not a function",
+                expr.span,
+                hint=did_you_mean(expr.function, FUNCTIONS),
+            )
             return expr, "any"
         required = [p for p in fn.params if not p.optional]
         if not len(required) <= len(expr.args) <= len(fn.params):
             wanted = ", ".join(p.name + ("?" if p.optional else "") for p in fn.params)
-            self.error("FB209", f"`{fn.name}` takes ({wanted}), but {len(expr.args)} argument(s) were given", expr.span, hint=f"for example: {fn.example}")
-        args = [self.argument(arg, param.kind, scope, fn.name) for arg, param in zip(expr.args, fn.params, strict=False)]
+            self.error(
+                "FB209",
+                f"`{fn.name}` takes ({wanted}), but {len(expr.args)} argument(s) were given",
+                expr.span,
+                hint=f"for example: {fn.example}",
+            )
+        args = [
+            self.argument(arg, param.kind, scope, fn.name)
+            for arg, param in zip(expr.args, fn.params, strict=False)
+        ]
         kwargs: dict[str, ir.Expr] = {}
         for key, value in expr.kwargs.items():
             if key not in fn.kwargs:
                 known = ", ".join(f"`{k}=`" for k in fn.kwargs) or "none"
-                self.error("FB209", f"`{fn.name}` has no argument `{key}`; its named arguments: {known}", value.span)
+                self.error(
+                    "FB209",
+                    f"`{fn.name}` has no argument `{key}`; its named arguments: {known}",
+                    value.span,
+                )
                 kwargs[key] = value
                 continue
             inner = scope
@@ -275,23 +371,40 @@ class Checker:
         name = arg.name
         if kind == "step":
             if scope.steps is None:
-                self.error("FB208", f"`{function}({name})` refers to a step, and steps exist only inside a flow", arg.span, hint=f"use `{function}()` for any email")
+                self.error(
+                    "FB208",
+                    f"`{function}({name})` refers to a step, and steps exist only inside a flow",
+                    arg.span,
+                    hint=f"use `{function}()` for any email",
+                )
             else:
                 known = sorted(scope.steps)
                 if name not in scope.steps:
-                    self.error("FB200", f"this flow has no step `{name}`; {_known('step', known)}", arg.span, hint=did_you_mean(name, known))
+                    self.error(
+                        "FB200",
+                        f"this flow has no step `{name}`; {_known('step', known)}",
+                        arg.span,
+                        hint=did_you_mean(name, known),
+                    )
         elif kind == "event":
             if name not in BUILTIN_EVENTS:
                 close = did_you_mean(name, BUILTIN_EVENTS)
                 if close is not None:
-                    self.error("FB208", f"`{name}` is not a built-in event type", arg.span, hint=f"{close} Custom events are fine: quote them, \"{name}\", to say so")
+                    self.error(
+                        "FB208",
+                        f"`{name}` is not a built-in event type",
+                        arg.span,
+                        hint=f'{close} Custom events are fine: quote them, "{name}", to say so',
+                    )
         else:
             self.require(kind, name, arg.span)
         return ir.Ref(kind=kind, name=name, span=arg.span)  # type: ignore[arg-type]
 
 
 def _type_words(typ: str) -> str:
-    return {"bool": "true/false condition", "string": "text", "list": "list", "any": "value"}.get(typ, typ)
+    return {"bool": "true/false condition", "string": "text", "list": "list", "any": "value"}.get(
+        typ, typ
+    )
 
 
 def _value_type(value: Any) -> str:

@@ -96,7 +96,15 @@ def _merge(decls: list[FileDecls]) -> tuple[ir.Workspace, dict[str, Layout], lis
         seen[key] = (path, span)
         return True
 
-    values: dict[str, Any] = {"settings": {}, "attributes": {}, "segments": {}, "lists": {}, "forms": {}, "templates": {}, "flows": {}}
+    values: dict[str, Any] = {
+        "settings": {},
+        "attributes": {},
+        "segments": {},
+        "lists": {},
+        "forms": {},
+        "templates": {},
+        "flows": {},
+    }
     stages: list[ir.Stage] = []
     scoring_rules: list[ir.ScoreRule] = []
     decay: ir.Decay | None = None
@@ -127,14 +135,27 @@ def _merge(decls: list[FileDecls]) -> tuple[ir.Workspace, dict[str, Layout], lis
             scoring_rules.extend(scoring.rules)
             if scoring.decay is not None:
                 if decay is not None:
-                    problems.append(rules.make("FB215", "score `decay` is set twice in the workspace", d.path, scoring.decay.span or Span(1, 1, 1, 2)))
+                    problems.append(
+                        rules.make(
+                            "FB215",
+                            "score `decay` is set twice in the workspace",
+                            d.path,
+                            scoring.decay.span or Span(1, 1, 1, 2),
+                        )
+                    )
                 decay = scoring.decay
         for flow_name, steps in d.step_names.items():
             names: dict[str, Span] = {}
             for name, span in steps:
                 if name in names:
                     problems.append(
-                        rules.make("FB210", f"step `{name}` is defined twice in flow `{flow_name}` (first on line {names[name].line})", d.path, span, hint="rename one of them")
+                        rules.make(
+                            "FB210",
+                            f"step `{name}` is defined twice in flow `{flow_name}` (first on line {names[name].line})",
+                            d.path,
+                            span,
+                            hint="rename one of them",
+                        )
                     )
                 names.setdefault(name, span)
         for flow_name, layout in d.layouts.items():
@@ -159,7 +180,11 @@ def _check(ws: ir.Workspace, layouts: dict[str, Layout]) -> tuple[ir.Workspace, 
     plain = Scope()
     # Workspace-level declarations
     if ws.policy.region is not None and ws.policy.region not in REGIONS:
-        ck.error("FB212", f"unknown region `{ws.policy.region}`; known regions: {', '.join(REGIONS)}", ws.policy.span)
+        ck.error(
+            "FB212",
+            f"unknown region `{ws.policy.region}`; known regions: {', '.join(REGIONS)}",
+            ws.policy.span,
+        )
 
     segments = {}
     for name, seg in ws.segments.items():
@@ -181,7 +206,11 @@ def _check(ws: ir.Workspace, layouts: dict[str, Layout]) -> tuple[ir.Workspace, 
         stages.append(stage.model_copy(update={"condition": cond}))
     score_rules = []
     for rule in ws.scoring.rules:
-        score_rules.append(rule.model_copy(update={"when": ck.condition(rule.when, plain) if rule.when is not None else None}))
+        score_rules.append(
+            rule.model_copy(
+                update={"when": ck.condition(rule.when, plain) if rule.when is not None else None}
+            )
+        )
     forms = {}
     for name, form in ws.forms.items():
         ck.path = form.path
@@ -192,9 +221,19 @@ def _check(ws: ir.Workspace, layouts: dict[str, Layout]) -> tuple[ir.Workspace, 
         routes = []
         for route in form.routes:
             ck.require("list", route.list, route.span)
-            routes.append(route.model_copy(update={"condition": ck.condition(route.condition, answer_scope)}))
+            routes.append(
+                route.model_copy(update={"condition": ck.condition(route.condition, answer_scope)})
+            )
         forms[name] = form.model_copy(update={"routes": routes})
-    ws = ws.model_copy(update={"segments": segments, "lists": lists, "stages": stages, "forms": forms, "scoring": ws.scoring.model_copy(update={"rules": score_rules})})
+    ws = ws.model_copy(
+        update={
+            "segments": segments,
+            "lists": lists,
+            "stages": stages,
+            "forms": forms,
+            "scoring": ws.scoring.model_copy(update={"rules": score_rules}),
+        }
+    )
     ck.ws = ws
     ck.policy(ws.policy, ws.policy.span)
 
@@ -208,18 +247,27 @@ def _check_flow(ck: Checker, flow: ir.Flow, layout: Layout | None) -> ir.Flow:
     steps = frozenset(flow.steps)
     scope = Scope(steps=steps)
     if not flow.steps:
-        ck.error("FB216", f"flow `{flow.name}` has no steps", flow.span, hint="add a step such as `hello: send welcome_email`")
+        ck.error(
+            "FB216",
+            f"flow `{flow.name}` has no steps",
+            flow.span,
+            hint="add a step such as `hello: send welcome_email`",
+        )
     ck.policy(flow.policy, flow.span)
     if flow.entry.mode == "every" and not flow.entry.every_seconds:
         ck.error("FB212", "re-entry every 0 days is not a period", flow.entry.span)
 
     triggers = [_check_trigger(ck, t, scope) for t in flow.triggers]
-    exits = [e.model_copy(update={"condition": ck.condition(e.condition, scope)}) for e in flow.exits]
+    exits = [
+        e.model_copy(update={"condition": ck.condition(e.condition, scope)}) for e in flow.exits
+    ]
     goal_names: dict[str, ir.Goal] = {}
     goals = []
     for goal in flow.goals:
         if goal.name in goal_names:
-            ck.error("FB210", f"goal `{goal.name}` is declared twice in flow `{flow.name}`", goal.span)
+            ck.error(
+                "FB210", f"goal `{goal.name}` is declared twice in flow `{flow.name}`", goal.span
+            )
         goal_names[goal.name] = goal
         goals.append(goal.model_copy(update={"condition": ck.condition(goal.condition, scope)}))
 
@@ -232,8 +280,15 @@ def _check_flow(ck: Checker, flow: ir.Flow, layout: Layout | None) -> ir.Flow:
     if layout is not None:
         for name, span in layout.spans.items():
             if name not in steps:
-                ck.error("FB217", f"the layout places `{name}`, which is not a step of flow `{flow.name}`", span, hint="remove the line or run `flowbuilder fmt`")
-    return flow.model_copy(update={"triggers": triggers, "exits": exits, "goals": goals, "steps": new_steps})
+                ck.error(
+                    "FB217",
+                    f"the layout places `{name}`, which is not a step of flow `{flow.name}`",
+                    span,
+                    hint="remove the line or run `flowbuilder fmt`",
+                )
+    return flow.model_copy(
+        update={"triggers": triggers, "exits": exits, "goals": goals, "steps": new_steps}
+    )
 
 
 def _check_trigger(ck: Checker, trigger: ir.Trigger, scope: Scope) -> ir.Trigger:
@@ -259,7 +314,12 @@ def _check_trigger(ck: Checker, trigger: ir.Trigger, scope: Scope) -> ir.Trigger
         case ir.ScheduleTrigger():
             fields = trigger.cron.split()
             if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-                ck.error("FB212", f'"{trigger.cron}" is not a cron schedule of 5 fields (minute hour day month weekday)', trigger.span, hint='for example "0 9 * * mon" for Mondays at 09:00')
+                ck.error(
+                    "FB212",
+                    f'"{trigger.cron}" is not a cron schedule of 5 fields (minute hour day month weekday)',
+                    trigger.span,
+                    hint='for example "0 9 * * mon" for Mondays at 09:00',
+                )
             if trigger.audience is not None:
                 ck.require(trigger.audience.kind, trigger.audience.name, trigger.audience.span)
     return trigger
@@ -275,7 +335,11 @@ def _check_step(ck: Checker, flow: ir.Flow, step: ir.Step, scope: Scope) -> ir.S
             if step.variants:
                 total = sum(v.percent for v in step.variants)
                 if abs(total - 100) > 1e-9:
-                    ck.error("FB214", f"the variants of `{step.name}` add up to {total:g}%, not 100%", step.span)
+                    ck.error(
+                        "FB214",
+                        f"the variants of `{step.name}` add up to {total:g}%, not 100%",
+                        step.span,
+                    )
                 names = [v.name for v in step.variants]
                 for v in step.variants:
                     if names.count(v.name) > 1:
@@ -284,7 +348,12 @@ def _check_step(ck: Checker, flow: ir.Flow, step: ir.Step, scope: Scope) -> ir.S
                         ck.require("template", v.template, v.span)
         case ir.Wait():
             if step.seconds <= 0:
-                ck.error("FB212", "a wait of zero does nothing", step.span, hint="remove the step or wait at least 1m")
+                ck.error(
+                    "FB212",
+                    "a wait of zero does nothing",
+                    step.span,
+                    hint="remove the step or wait at least 1m",
+                )
         case ir.WaitBusinessDays():
             if step.days <= 0:
                 ck.error("FB212", "a wait of zero business days does nothing", step.span)
@@ -299,14 +368,22 @@ def _check_step(ck: Checker, flow: ir.Flow, step: ir.Step, scope: Scope) -> ir.S
                 ck.error("FB212", "a timeout of zero never waits", step.span)
             return step.model_copy(update={"condition": ck.condition(step.condition, scope)})
         case ir.Branch():
-            arms = [a.model_copy(update={"condition": ck.condition(a.condition, scope)}) for a in step.arms]
+            arms = [
+                a.model_copy(update={"condition": ck.condition(a.condition, scope)})
+                for a in step.arms
+            ]
             if not arms:
                 ck.error("FB212", f"branch `{step.name}` has no `if` arm", step.span)
             return step.model_copy(update={"arms": arms})
         case ir.Split():
             total = sum(p.percent for p in step.paths) + step.holdout
             if abs(total - 100) > 1e-9:
-                ck.error("FB214", f"the split `{step.name}` adds up to {total:g}%, not 100%", step.span, hint="make the paths and the holdout add up to 100%")
+                ck.error(
+                    "FB214",
+                    f"the split `{step.name}` adds up to {total:g}%, not 100%",
+                    step.span,
+                    hint="make the paths and the holdout add up to 100%",
+                )
             for p in step.paths:
                 if p.percent <= 0:
                     ck.error("FB212", "a split path needs a share above 0%", p.span)
@@ -317,7 +394,12 @@ def _check_step(ck: Checker, flow: ir.Flow, step: ir.Step, scope: Scope) -> ir.S
         case ir.MoveToFlow():
             ck.require("flow", step.flow, step.span)
             if step.flow == flow.name:
-                ck.error("FB212", f"`{step.name}` moves the lead to the flow it is already in", step.span, hint="connect to a step of this flow instead")
+                ck.error(
+                    "FB212",
+                    f"`{step.name}` moves the lead to the flow it is already in",
+                    step.span,
+                    hint="connect to a step of this flow instead",
+                )
         case ir.Webhook():
             if not re.match(r"^https?://[^\s/]+", step.url):
                 ck.error("FB212", f'"{step.url}" is not an http(s) URL', step.span)
@@ -328,7 +410,9 @@ def _check_update(ck: Checker, step: ir.Update, scope: Scope) -> ir.Step:
     target = step.target
     value, typ = ck.expr(step.value, scope)
     if target.root != "lead" or not target.attrs:
-        ck.error("FB211", f"only `lead.` attributes can be updated, not `{target.dotted()}`", target.span)
+        ck.error(
+            "FB211", f"only `lead.` attributes can be updated, not `{target.dotted()}`", target.span
+        )
         return step.model_copy(update={"value": value})
     field_name = target.dotted()
     if field_name == "lead.score":
@@ -350,7 +434,15 @@ def _check_update(ck: Checker, step: ir.Update, scope: Scope) -> ir.Step:
         declared = ck.path_type(target, scope)
         if step.op != "=":
             if declared not in ("number", "any") or typ not in ("number", "any"):
-                ck.error("FB211", f"`{step.op}` works on numbers; `{field_name}` is a {declared}", step.span)
+                ck.error(
+                    "FB211",
+                    f"`{step.op}` works on numbers; `{field_name}` is a {declared}",
+                    step.span,
+                )
         elif declared != "any" and typ not in (declared, "any", "null"):
-            ck.error("FB211", f"`{field_name}` is declared as {declared}, but the value is a {typ}", step.value.span)
+            ck.error(
+                "FB211",
+                f"`{field_name}` is declared as {declared}, but the value is a {typ}",
+                step.value.span,
+            )
     return step.model_copy(update={"value": value})

@@ -59,8 +59,12 @@ FUNCTIONS: dict[str, Function] = {
         _reaction("replied", "replied to"),
         _reaction("delivered", "was delivered"),
         _reaction("bounced", "bounced on"),
-        Function("unsubscribed", (), "bool", "The lead has unsubscribed.", example="unsubscribed()"),
-        Function("complained", (), "bool", "The lead marked an email as spam.", example="complained()"),
+        Function(
+            "unsubscribed", (), "bool", "The lead has unsubscribed.", example="unsubscribed()"
+        ),
+        Function(
+            "complained", (), "bool", "The lead marked an email as spam.", example="complained()"
+        ),
         Function(
             "count",
             (Param("event", "event"),),
@@ -84,10 +88,34 @@ FUNCTIONS: dict[str, Function] = {
             "Days since the lead's latest event of the type; null when it never happened.",
             example="days_since(click) > 60",
         ),
-        Function("days_until", (Param("date", "date"),), "number", "Days from now until a date.", example="days_until(lead.renewal_date) <= 30"),
-        Function("in_list", (Param("list", "list"),), "bool", "The lead is a member of the list.", example="in_list(product_a)"),
-        Function("in_segment", (Param("segment", "segment"),), "bool", "The lead is in the segment now.", example="in_segment(engaged)"),
-        Function("in_stage", (Param("stage", "stage"),), "bool", "The lead's stage is the given one.", example="in_stage(sql)"),
+        Function(
+            "days_until",
+            (Param("date", "date"),),
+            "number",
+            "Days from now until a date.",
+            example="days_until(lead.renewal_date) <= 30",
+        ),
+        Function(
+            "in_list",
+            (Param("list", "list"),),
+            "bool",
+            "The lead is a member of the list.",
+            example="in_list(product_a)",
+        ),
+        Function(
+            "in_segment",
+            (Param("segment", "segment"),),
+            "bool",
+            "The lead is in the segment now.",
+            example="in_segment(engaged)",
+        ),
+        Function(
+            "in_stage",
+            (Param("stage", "stage"),),
+            "bool",
+            "The lead's stage is the given one.",
+            example="in_stage(sql)",
+        ),
         Function(
             "submitted",
             (Param("form", "form"),),
@@ -155,9 +183,29 @@ FUNCTIONS: dict[str, Function] = {
             "RFM monetary quintile of the summed property, 1 to 5.",
             example='monetary_score("purchase", "amount") >= 4',
         ),
-        Function("now", (), "date", "The current time (UTC).", example="lead.trial_ends < now() + 3d"),
-        Function("today", (), "date", "The start of today in the lead's timezone.", example="lead.birthday == today()"),
-        Function("lower", (Param("text", "string"),), "string", "The text in lower case.", example='lower(lead.country) == "kr"'),
-        Function("length", (Param("value", "any"),), "number", "The length of a text or list.", example="length(lead.tags) > 0"),
+        Function(
+            "now", (), "date", "The current time (UTC).", example="lead.trial_ends < now() + 3d"
+        ),
+        Function(
+            "today",
+            (),
+            "date",
+            "The start of today in the lead's timezone.",
+            example="lead.birthday == today()",
+        ),
+        Function(
+            "lower",
+            (Param("text", "string"),),
+            "string",
+            "The text in lower case.",
+            example='lower(lead.country) == "kr"',
+        ),
+        Function(
+            "length",
+            (Param("value", "any"),),
+            "number",
+            "The length of a text or list.",
+            example="length(lead.tags) > 0",
+        ),
     ]
 }

@@ -16,7 +16,13 @@ def _node(step: ir.Step) -> str:
     match step:
         case ir.Branch() | ir.Split():
             return f"{{{label}}}"
-        case ir.Wait() | ir.WaitBusinessDays() | ir.WaitUntilTime() | ir.WaitUntilDate() | ir.WaitFor():
+        case (
+            ir.Wait()
+            | ir.WaitBusinessDays()
+            | ir.WaitUntilTime()
+            | ir.WaitUntilDate()
+            | ir.WaitFor()
+        ):
             return f"[/{label}/]"
         case ir.End() | ir.MoveToFlow():
             return f"([{label}])"
@@ -45,9 +51,14 @@ def mermaid(flow: ir.Flow) -> str:
             arrow = f" -- {_label(label)} --> " if label else " --> "
             lines.append(f"  {_id(step.name)}{arrow}{_id(target)}")
         if isinstance(step, ir.Split) and step.holdout:
-            lines.append(f"  {_id(step.name)} -. {_label(f'holdout {step.holdout:g}%')} .-> exit_{step.name}(((exit)))")
+            lines.append(
+                f"  {_id(step.name)} -. {_label(f'holdout {step.holdout:g}%')} .-> exit_{step.name}(((exit)))"
+            )
     if flow.exits:
-        reasons = "; ".join(("account: " if e.scope == "account" else "") + expr_text(e.condition) for e in flow.exits)
+        reasons = "; ".join(
+            ("account: " if e.scope == "account" else "") + expr_text(e.condition)
+            for e in flow.exits
+        )
         lines.append(f"  exits[{_label('exit when ' + reasons)}]")
         lines.append("  style exits stroke-dasharray: 4 4")
     return "\n".join(lines) + "\n"

@@ -83,7 +83,18 @@ class Logic(Node):
 
 
 CompareOp = Literal[
-    "==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "starts_with", "ends_with", "matches"
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "in",
+    "not in",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "matches",
 ]
 
 

@@ -7,7 +7,17 @@ import json
 from dsl import ir
 
 _UNITS = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
-_PRECEDENCE = {"or": 1, "and": 2, "not": 3, "compare": 4, "+": 5, "-": 5, "*": 6, "/": 6, "negate": 7}
+_PRECEDENCE = {
+    "or": 1,
+    "and": 2,
+    "not": 3,
+    "compare": 4,
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "/": 6,
+    "negate": 7,
+}
 
 
 def duration_text(seconds: int) -> str:
@@ -74,7 +84,9 @@ def expr_text(e: ir.Expr) -> str:
         case ir.ListExpr():
             return "[" + ", ".join(expr_text(i) for i in e.items) + "]"
         case ir.Call():
-            args = [expr_text(a) for a in e.args] + [f"{k}={expr_text(v)}" for k, v in e.kwargs.items()]
+            args = [expr_text(a) for a in e.args] + [
+                f"{k}={expr_text(v)}" for k, v in e.kwargs.items()
+            ]
             return f"{e.function}({', '.join(args)})"
         case ir.Not():
             return "not " + _wrap(e.operand, _PRECEDENCE["not"])
@@ -82,7 +94,9 @@ def expr_text(e: ir.Expr) -> str:
             return "-" + _wrap(e.operand, _PRECEDENCE["negate"])
         case ir.Logic():
             level = _PRECEDENCE[e.op]
-            return f" {e.op} ".join(_wrap(o, level + 1 if o is not e.operands[0] else level) for o in e.operands)
+            return f" {e.op} ".join(
+                _wrap(o, level + 1 if o is not e.operands[0] else level) for o in e.operands
+            )
         case ir.Compare():
             level = _PRECEDENCE["compare"]
             return f"{_wrap(e.left, level + 1)} {e.op} {_wrap(e.right, level + 1)}"

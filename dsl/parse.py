@@ -128,7 +128,10 @@ def _scan(text: str, path: str) -> _Scan:
             elif ch == "}":
                 problems.append(
                     rules.make(
-                        "FB102", "this `}` closes nothing", path, Span.point(line, col),
+                        "FB102",
+                        "this `}` closes nothing",
+                        path,
+                        Span.point(line, col),
                         hint="remove it, or add the `{` it was meant to close",
                     )
                 )
@@ -180,11 +183,13 @@ def _terminal_text(name: str) -> str | None:
 
 
 def _describe_expected(expected: set[str]) -> str:
-    if _EXPRESSION_STARTS <= expected:
+    if expected >= _EXPRESSION_STARTS:
         return "a condition or a value"
     named = [_PHRASES[n] for n in _PHRASE_ORDER if n in expected]
     literal = sorted(
-        f"`{text}`" for n in expected if n not in _PHRASES and (text := _terminal_text(n)) is not None
+        f"`{text}`"
+        for n in expected
+        if n not in _PHRASES and (text := _terminal_text(n)) is not None
     )
     if len(literal) > 8:
         literal = [*literal[:8], "…"]
@@ -227,7 +232,8 @@ def _found(token: Token) -> str:
 
 def _syntax_diagnostic(error: UnexpectedInput, path: str, text: str) -> Diagnostic:
     if isinstance(error, UnexpectedCharacters):
-        ch = text[error.pos_in_stream] if error.pos_in_stream < len(text) else "?"
+        pos = error.pos_in_stream or 0
+        ch = text[pos] if pos < len(text) else "?"
         hint = "texts are written in double quotes" if ch in "'‘’“”" else None
         return rules.make(
             "FB101",
@@ -348,7 +354,10 @@ def parse_tree(source: str | bytes, path: str = "<string>") -> ParsedFile:
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         diag = rules.make(
-            "FB103", "the file holds binary data (a NUL byte)", path, Span.point(line, 1),
+            "FB103",
+            "the file holds binary data (a NUL byte)",
+            path,
+            Span.point(line, 1),
             hint="flows are plain UTF-8 text files",
         )
         return ParsedFile(path, text, None, [], [diag])
@@ -371,9 +380,33 @@ def parse_tree(source: str | bytes, path: str = "<string>") -> ParsedFile:
             work = blanked
             continue
         if not diagnostics:
+            too_deep = _too_deep(tree, path)
+            if too_deep is not None:
+                return ParsedFile(path, text, None, scan.comments, [too_deep])
             return ParsedFile(path, text, tree, scan.comments, [])
         break
     return ParsedFile(path, text, None, scan.comments, diagnostics)
+
+
+MAX_TREE_DEPTH = 200
+
+
+def _too_deep(tree: Tree[Token], path: str) -> Diagnostic | None:
+    """Refuse trees too deep for the recursive stages after parsing (long operator chains)."""
+    stack: list[tuple[Tree[Token], int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            meta = node.meta
+            return rules.make(
+                "FB104",
+                f"this condition is nested more than {MAX_TREE_DEPTH} levels deep",
+                path,
+                Span.point(getattr(meta, "line", 1), getattr(meta, "column", 1)),
+                hint="split it into named segments",
+            )
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+    return None
 
 
 def _too_large(path: str, size: int) -> ParsedFile:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +18,7 @@ from dsl.graph import mermaid
 from flowbuilder import __version__
 
 
-class Exit(int, Enum):
+class Exit(IntEnum):
     """Exit codes: 0 clean, 1 problems found, 2 usage error."""
 
     OK = 0
@@ -26,7 +26,7 @@ class Exit(int, Enum):
     USAGE = 2
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     human = "human"
     concise = "concise"
     json = "json"
@@ -46,7 +46,9 @@ out = Console(highlight=False, soft_wrap=True)
 
 PathsArg = Annotated[
     list[Path],
-    typer.Argument(help="Files or folders; every .flow file under a folder is part of one workspace."),
+    typer.Argument(
+        help="Files or folders; every .flow file under a folder is part of one workspace."
+    ),
 ]
 
 
@@ -74,7 +76,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Marketing-automation flows as text."""
@@ -83,13 +88,16 @@ def main_options(
 @app.command()
 def lint(
     paths: PathsArg,
-    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.human,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.human,
     color: Annotated[bool, typer.Option(help="Colour the human output.")] = False,
 ) -> None:
     """Check flows for errors and risky patterns; exit 1 when anything is found."""
-    from dsl.lint import lint_paths
     from dsl.lint.config import ConfigError
     from dsl.report import render
+
+    from dsl.lint import lint_paths
 
     _existing(paths)
     try:
@@ -112,9 +120,15 @@ def lint(
 @app.command()
 def fmt(
     paths: PathsArg,
-    check: Annotated[bool, typer.Option("--check", help="Change nothing; exit 1 if a file is not formatted.")] = False,
-    diff: Annotated[bool, typer.Option("--diff", help="Change nothing; print what would change.")] = False,
-    strip_layout: Annotated[bool, typer.Option("--strip-layout", help="Drop the layout blocks.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Change nothing; exit 1 if a file is not formatted.")
+    ] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Change nothing; print what would change.")
+    ] = False,
+    strip_layout: Annotated[
+        bool, typer.Option("--strip-layout", help="Drop the layout blocks.")
+    ] = False,
 ) -> None:
     """Rewrite files in the canonical format, keeping every comment."""
     from dsl import fmt as formatter
@@ -145,16 +159,22 @@ def fmt(
             path.write_text(formatted, encoding="utf-8")
             err.print(f"reformatted {path}", markup=False)
     verb = "would be reformatted" if (check or diff) else "reformatted"
-    err.print(f"{len(changed)} file(s) {verb}, {len(files) - len(changed) - broken} unchanged, {broken} with syntax errors")
+    err.print(
+        f"{len(changed)} file(s) {verb}, {len(files) - len(changed) - broken} unchanged, {broken} with syntax errors"
+    )
     if broken or ((check or diff) and changed):
         raise typer.Exit(Exit.PROBLEMS)
 
 
 @app.command(name="compile")
 def compile_command(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders of one workspace.")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or folders of one workspace.")
+    ] = None,
     flow: Annotated[str | None, typer.Option(help="Print only this flow's IR.")] = None,
-    schema: Annotated[bool, typer.Option("--schema", help="Print the IR's JSON Schema instead.")] = False,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the IR's JSON Schema instead.")
+    ] = False,
 ) -> None:
     """Print the compiled IR as JSON (with its content hash), or the IR's JSON Schema."""
     if schema:
@@ -171,8 +191,13 @@ def compile_command(
     ws = compilation.workspace
     if flow is not None:
         if flow not in ws.flows:
-            raise _usage(f"there is no flow '{flow}'; flows: {', '.join(sorted(ws.flows)) or 'none'}.")
-        doc = {"hash": ws.flows[flow].content_hash(), "flow": ws.flows[flow].model_dump(mode="json")}
+            raise _usage(
+                f"there is no flow '{flow}'; flows: {', '.join(sorted(ws.flows)) or 'none'}."
+            )
+        doc = {
+            "hash": ws.flows[flow].content_hash(),
+            "flow": ws.flows[flow].model_dump(mode="json"),
+        }
     else:
         doc = {"hash": ws.content_hash(), "workspace": ws.model_dump(mode="json")}
     sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
@@ -181,7 +206,9 @@ def compile_command(
 @app.command()
 def graph(
     paths: PathsArg,
-    flow: Annotated[str | None, typer.Option(help="The flow to draw (required when there are several).")] = None,
+    flow: Annotated[
+        str | None, typer.Option(help="The flow to draw (required when there are several).")
+    ] = None,
 ) -> None:
     """Print a flow as a Mermaid flowchart."""
     _existing(paths)
@@ -193,7 +220,9 @@ def graph(
         raise typer.Exit(Exit.PROBLEMS)
     if flow is None:
         if len(ws.flows) != 1:
-            raise _usage(f"choose a flow with --flow; flows: {', '.join(sorted(ws.flows)) or 'none'}.")
+            raise _usage(
+                f"choose a flow with --flow; flows: {', '.join(sorted(ws.flows)) or 'none'}."
+            )
         flow = next(iter(ws.flows))
     if flow not in ws.flows:
         raise _usage(f"there is no flow '{flow}'; flows: {', '.join(sorted(ws.flows))}.")
@@ -202,7 +231,9 @@ def graph(
 
 @app.command()
 def report(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Workspace folders (default: examples).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Workspace folders (default: examples).")
+    ] = None,
 ) -> None:
     """Lint and compile workspaces and print a readable overview of their flows."""
     from flowbuilder.overview import print_overview

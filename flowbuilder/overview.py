@@ -64,7 +64,11 @@ def print_overview(paths: Sequence[Path], console: Console) -> bool:
     result = lint_paths(list(paths))
     errors = sum(d.severity is Severity.ERROR for d in result.diagnostics)
     warnings = sum(d.severity is Severity.WARNING for d in result.diagnostics)
-    status = "[green]clean[/]" if not result.diagnostics else f"[red]{errors} errors[/], [yellow]{warnings} warnings[/]"
+    status = (
+        "[green]clean[/]"
+        if not result.diagnostics
+        else f"[red]{errors} errors[/], [yellow]{warnings} warnings[/]"
+    )
     console.print(
         Panel.fit(
             f"[bold]flowbuilder[/] workspace {', '.join(map(str, paths))}\n"
@@ -82,7 +86,18 @@ def print_overview(paths: Sequence[Path], console: Console) -> bool:
     if ws is None:
         return False
     table = Table(title="Flows", title_justify="left", show_lines=False)
-    for column in ("flow", "kind", "triggers", "steps", "sends", "max touches", "min days to finish", "goals", "exits", "IR hash"):
+    for column in (
+        "flow",
+        "kind",
+        "triggers",
+        "steps",
+        "sends",
+        "max touches",
+        "min days to finish",
+        "goals",
+        "exits",
+        "IR hash",
+    ):
         table.add_column(column, overflow="fold")
     for flow in ws.flows.values():
         stats = path_stats(flow)
@@ -95,7 +110,11 @@ def print_overview(paths: Sequence[Path], console: Console) -> bool:
             str(sends),
             str(stats.max_sends),
             f"{stats.max_days:g}",
-            "\n".join(g.name + (f" ({duration_text(g.within_seconds)})" if g.within_seconds else "") for g in flow.goals) or "-",
+            "\n".join(
+                g.name + (f" ({duration_text(g.within_seconds)})" if g.within_seconds else "")
+                for g in flow.goals
+            )
+            or "-",
             str(len(flow.exits)),
             flow.content_hash()[:12],
         )

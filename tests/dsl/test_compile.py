@@ -36,7 +36,10 @@ def line(n: int) -> int:
 
 
 def test_a_flow_compiles_to_steps_with_explicit_edges() -> None:
-    ws = dsl.loads(HEADER + 'flow f "F" {\n  trigger event signed_up\n  a: send welcome_email\n  b: wait 3d\n  c: end\n}\n')
+    ws = dsl.loads(
+        HEADER
+        + 'flow f "F" {\n  trigger event signed_up\n  a: send welcome_email\n  b: wait 3d\n  c: end\n}\n'
+    )
     steps = ws.flows["f"].steps
     assert ws.flows["f"].start == "a"
     assert [steps["a"].next, steps["b"].next] == ["b", "c"]  # type: ignore[union-attr]
@@ -62,7 +65,9 @@ def test_bare_names_in_conditions_resolve_to_steps_lists_and_events() -> None:
 
 
 def test_an_undefined_step_is_reported_where_it_is_named_with_a_suggestion() -> None:
-    result = compile_text(HEADER + 'flow f "F" {\n  a: send welcome_email -> gide\n  guide: end\n}\n', "t.flow")
+    result = compile_text(
+        HEADER + 'flow f "F" {\n  a: send welcome_email -> gide\n  guide: end\n}\n', "t.flow"
+    )
     [d] = result.diagnostics
     assert (d.code, d.line) == ("FB200", line(2))
     assert "flow `f` has no step `gide`" in d.message
@@ -78,7 +83,10 @@ def test_an_undefined_step_is_reported_where_it_is_named_with_a_suggestion() -> 
         ('  a: update lead.stage = "nope"\n', "FB204"),
         ("  trigger form nope\n  a: end\n", "FB205"),
         ("  a: move to flow nope\n", "FB206"),
-        ("  a: branch {\n    if count(click) > settings.nope -> b\n    else -> b\n  }\n  b: end\n", "FB207"),
+        (
+            "  a: branch {\n    if count(click) > settings.nope -> b\n    else -> b\n  }\n  b: end\n",
+            "FB207",
+        ),
         ("  a: branch {\n    if nope(1) -> b\n    else -> b\n  }\n  b: end\n", "FB208"),
         ("  a: branch {\n    if count() > 1 -> b\n    else -> b\n  }\n  b: end\n", "FB209"),
         ("  a: end\n  a: end\n", "FB210"),
@@ -110,14 +118,18 @@ def test_the_unknown_timezone_gets_a_close_match() -> None:
 
 
 def test_a_misspelt_builtin_event_is_caught_but_custom_events_are_fine() -> None:
-    bad = compile_text('segment s where count(clik) > 1\n', "t.flow").diagnostics
+    bad = compile_text("segment s where count(clik) > 1\n", "t.flow").diagnostics
     assert [d.code for d in bad] == ["FB208"]
-    good = compile_text('segment s where count(meeting_booked) > 1 and occurred("purchase")\n', "t.flow")
+    good = compile_text(
+        'segment s where count(meeting_booked) > 1 and occurred("purchase")\n', "t.flow"
+    )
     assert good.diagnostics == []
 
 
 def test_event_paths_are_usable_only_where_an_event_is_in_scope() -> None:
-    ok = compile_text('flow f "F" {\n  trigger event signed_up where event.plan == "pro"\n  a: end\n}\n', "t.flow")
+    ok = compile_text(
+        'flow f "F" {\n  trigger event signed_up where event.plan == "pro"\n  a: end\n}\n', "t.flow"
+    )
     assert ok.diagnostics == []
     bad = compile_text('segment s where event.plan == "pro"\n', "t.flow")
     assert [d.code for d in bad.diagnostics] == ["FB208"]
@@ -135,7 +147,9 @@ def test_a_declaration_defined_in_two_files_names_the_first_location(tmp_path: P
 
 def test_declarations_resolve_across_the_files_of_a_folder(tmp_path: Path) -> None:
     (tmp_path / "templates.flow").write_text('template hello {\n  subject "Hi"\n}\n')
-    (tmp_path / "welcome.flow").write_text('flow welcome "W" {\n  trigger event signed_up\n  a: send hello\n  b: end\n}\n')
+    (tmp_path / "welcome.flow").write_text(
+        'flow welcome "W" {\n  trigger event signed_up\n  a: send hello\n  b: end\n}\n'
+    )
     assert dsl.load(tmp_path).flows["welcome"].steps["a"].template == "hello"  # type: ignore[union-attr]
 
 
@@ -174,7 +188,9 @@ def test_dumps_gives_json_without_positions() -> None:
 
 def test_the_checked_in_ir_schema_is_current() -> None:
     checked_in = json.loads((ROOT / "docs" / "ir.schema.json").read_text())
-    assert checked_in == ir.json_schema(), "regenerate it: flowbuilder compile --schema > docs/ir.schema.json"
+    assert checked_in == ir.json_schema(), (
+        "regenerate it: flowbuilder compile --schema > docs/ir.schema.json"
+    )
 
 
 def test_the_ir_round_trips_through_its_json() -> None:

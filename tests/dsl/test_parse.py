@@ -78,7 +78,7 @@ def test_a_stray_closing_brace_is_reported() -> None:
 
 
 def test_braces_inside_strings_and_comments_do_not_count() -> None:
-    text = 'template t {\n  subject "Hi {{ first_name | default(\'x\') }} }"  # } {\n}\n'
+    text = "template t {\n  subject \"Hi {{ first_name | default('x') }} }\"  # } {\n}\n"
     assert parse_tree(text, "t.flow").diagnostics == []
 
 
@@ -116,7 +116,7 @@ def test_a_ten_megabyte_file_is_refused_with_its_size() -> None:
 
 
 def test_deep_nesting_is_refused_before_parsing() -> None:
-    text = 'segment s where ' + "(" * 500 + "true" + ")" * 500 + "\n"
+    text = "segment s where " + "(" * 500 + "true" + ")" * 500 + "\n"
     parsed = parse_tree(text, "deep.flow")
     assert [d.code for d in parsed.diagnostics] == ["FB104"]
 

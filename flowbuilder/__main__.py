@@ -1,0 +1,5 @@
+"""`python -m flowbuilder` runs the CLI."""
+
+from flowbuilder.cli import main
+
+main()
