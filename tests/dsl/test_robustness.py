@@ -14,8 +14,17 @@ KITCHEN_SINK = (
     Path(__file__).resolve().parents[1] / "fixtures" / "valid" / "kitchen_sink.flow"
 ).read_text()
 ALPHABET = st.sampled_from(
-    list('{}()[]:,.->=<!+*/%#"\\\n\t 0123456789abcdxyz_')
-    + ["send", "wait", "flow", "if", "else", "3d", "09:00", "50%"]
+    [
+        *list('{}()[]:,.->=<!+*/%#"\\\n\t 0123456789abcdxyz_'),
+        "send",
+        "wait",
+        "flow",
+        "if",
+        "else",
+        "3d",
+        "09:00",
+        "50%",
+    ]
 )
 
 
