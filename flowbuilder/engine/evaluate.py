@@ -336,7 +336,7 @@ def _days_since(call: ir.Call, ctx: Context) -> float | None:
 
 
 def _today(ctx: Context) -> datetime:
-    local = ctx.now.astimezone(ZoneInfo(ctx.facts.timezone))
+    local = ctx.now.astimezone(ZoneInfo(ctx.facts.timezone or "UTC"))
     return datetime.combine(local.date(), time(), tzinfo=local.tzinfo).astimezone(UTC)
 
 

@@ -67,7 +67,7 @@ class LeadFacts:
     stage: str | None = None
     score: float = 0.0
     tags: frozenset[str] = frozenset()
-    timezone: str = "UTC"
+    timezone: str | None = None
     account: str | None = None
     unsubscribed: bool = False
     population: Population = field(default_factory=Population)
