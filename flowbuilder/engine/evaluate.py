@@ -6,6 +6,7 @@ Missing values are `None` and never raise: a comparison with a missing value is 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -429,7 +430,7 @@ def _show(value: Any) -> str:
         return f"{value.total_seconds() / 86400:g}d"
     if isinstance(value, datetime):
         return value.isoformat()
-    return repr(value) if isinstance(value, str) else str(value)
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str | list) else str(value)
 
 
 __all__ = ["Check", "Context", "Verdict", "as_datetime", "evaluate", "holds", "window_start"]
