@@ -94,12 +94,11 @@ def lint(
     color: Annotated[bool, typer.Option(help="Colour the human output.")] = False,
 ) -> None:
     """Check flows for errors and risky patterns; exit 1 when anything is found."""
+    _existing(paths)
+    from dsl.lint import lint_paths
     from dsl.lint.config import ConfigError
     from dsl.report import render
 
-    from dsl.lint import lint_paths
-
-    _existing(paths)
     try:
         result = lint_paths(paths)
     except ConfigError as exc:

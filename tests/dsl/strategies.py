@@ -4,7 +4,7 @@ spacing sprinkled the way people write them.
 `flow_texts()` gives whole files (workspace declarations optional, one to three flows);
 `expressions(steps)` gives condition texts. Other tests import these:
 
-    from strategies import flow_texts
+    from tests.dsl.strategies import flow_texts
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lark import Token, Tree
-from strategies import FRESH_NAMES, STEP_NAMES, flow_texts
 
 import dsl.edit
 import dsl.edit_ops
@@ -33,6 +32,7 @@ from dsl.edit import (
 )
 from dsl.edit_doc import action_of, conditional_arms, exits
 from dsl.parse import parse_tree
+from tests.dsl.strategies import FRESH_NAMES, STEP_NAMES, flow_texts
 
 FLOW = """\
 # The welcome series.

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from lark import Token, Tree
-from strategies import flow_texts
 
 import dsl.fmt
 from dsl.diagnostics import FlowSyntaxError
 from dsl.fmt import check, diff, format_node, format_text
 from dsl.parse import parse_tree
+from tests.dsl.strategies import flow_texts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 IDENTITY = sorted((FIXTURES / "identity").glob("*.flow"))

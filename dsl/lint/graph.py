@@ -1,0 +1,193 @@
+"""Graph rules (FB3xx): the shape of a flow — reachability, ends, arms, timeouts, loops, triggers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dsl import ir, rules
+from dsl.diagnostics import Diagnostic, Span
+from dsl.ir_text import expr_text
+
+WAITS = (ir.Wait, ir.WaitBusinessDays, ir.WaitUntilTime, ir.WaitUntilDate, ir.WaitFor)
+
+
+def _span(node: ir.Node) -> Span:
+    return node.span or Span(1, 1, 1, 2)
+
+
+def reachable(flow: ir.Flow) -> set[str]:
+    seen: set[str] = set()
+    stack = [flow.start] if flow.start else []
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in flow.steps:
+            continue
+        seen.add(name)
+        stack.extend(ir.successors(flow.steps[name]))
+    return seen
+
+
+def check(ws: ir.Workspace, flow: ir.Flow) -> Iterator[Diagnostic]:
+    path = flow.path
+    live = reachable(flow)
+    for step in flow.steps.values():
+        if step.name not in live:
+            yield rules.make(
+                "FB300",
+                f"no path from the first step reaches `{step.name}`",
+                path,
+                _span(step),
+                hint="connect a step to it or delete it",
+            )
+            continue
+        if (
+            not isinstance(step, ir.End | ir.MoveToFlow | ir.Split | ir.Branch | ir.WaitFor)
+            and ir.successors(step) == []
+        ):
+            yield rules.make(
+                "FB301",
+                f"the path through `{step.name}` runs off the end of the flow",
+                path,
+                _span(step),
+                hint="add an explicit `end` step after it",
+            )
+        if isinstance(step, ir.Branch):
+            if not step.has_else:
+                yield rules.make(
+                    "FB302",
+                    f"branch `{step.name}` has no `else` arm",
+                    path,
+                    _span(step),
+                    hint="add `else -> <step>` so every lead has a path",
+                )
+            yield from _unreachable_arms(step, path)
+        if isinstance(step, ir.WaitFor) and step.timeout_seconds is None:
+            yield rules.make(
+                "FB304",
+                f"`{step.name}` waits for {expr_text(step.condition)} with no timeout",
+                path,
+                _span(step),
+                hint="add `up to 7d` and a `timeout ->` arm",
+            )
+        if isinstance(step, ir.WaitFor | ir.Branch) and None in _exits(step):
+            yield rules.make(
+                "FB301",
+                f"a path out of `{step.name}` runs off the end of the flow",
+                path,
+                _span(step),
+                hint="add an explicit `end` step",
+            )
+    yield from _loops_without_wait(flow, live)
+    if not flow.triggers and not any(
+        isinstance(s, ir.MoveToFlow) and s.flow == flow.name
+        for f in ws.flows.values()
+        for s in f.steps.values()
+    ):
+        yield rules.make(
+            "FB306",
+            f"flow `{flow.name}` has no trigger and no flow moves leads into it",
+            path,
+            _span(flow),
+            hint="add a `trigger` such as `trigger event signed_up`",
+        )
+
+
+def _exits(step: ir.WaitFor | ir.Branch) -> list[str | None]:
+    if isinstance(step, ir.WaitFor):
+        return [step.next] + ([step.timeout_next] if step.timeout_seconds is not None else [])
+    return [step.otherwise]
+
+
+def _threshold(cond: ir.Expr) -> tuple[str, str, float] | None:
+    if isinstance(cond, ir.Compare) and cond.op in (">=", ">") and isinstance(cond.right, ir.Const):
+        value = cond.right.value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return expr_text(cond.left), cond.op, float(value)
+    return None
+
+
+def _unreachable_arms(step: ir.Branch, path: str) -> Iterator[Diagnostic]:
+    earlier: list[ir.Arm] = []
+    for arm in step.arms:
+        for before in earlier:
+            why = None
+            if isinstance(before.condition, ir.Const) and before.condition.value is True:
+                why = "an earlier arm is always true"
+            elif before.condition.model_dump() == arm.condition.model_dump():
+                why = "an earlier arm has the same condition"
+            else:
+                a, b = _threshold(before.condition), _threshold(arm.condition)
+                if a and b and a[0] == b[0] and a[1] == b[1] and b[2] >= a[2]:
+                    why = f"`{expr_text(before.condition)}` already catches every lead with `{expr_text(arm.condition)}`"
+            if why:
+                yield rules.make(
+                    "FB303",
+                    f"this arm of `{step.name}` can never be taken: {why}",
+                    path,
+                    _span(arm),
+                    hint="reorder the arms, most specific first",
+                )
+                break
+        earlier.append(arm)
+
+
+def _loops_without_wait(flow: ir.Flow, live: set[str]) -> Iterator[Diagnostic]:
+    """Cycles whose steps are all instant (no wait): Tarjan's strongly connected components."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    counter = 0
+    found: list[list[str]] = []
+    for root in sorted(live):
+        if root in index:
+            continue
+        work: list[tuple[str, Iterator[str]]] = []
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        work.append((root, iter(t for t in ir.successors(flow.steps[root]) if t in flow.steps)))
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append(
+                        (
+                            child,
+                            iter(t for t in ir.successors(flow.steps[child]) if t in flow.steps),
+                        )
+                    )
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    component.append(top)
+                    if top == node:
+                        break
+                self_loop = node in ir.successors(flow.steps[node])
+                if len(component) > 1 or self_loop:
+                    found.append(component)
+    for component in found:
+        if not any(isinstance(flow.steps[n], WAITS) for n in component):
+            first = min(component, key=lambda n: list(flow.steps).index(n))
+            names = ", ".join(f"`{n}`" for n in sorted(component, key=list(flow.steps).index))
+            yield rules.make(
+                "FB305",
+                f"the loop through {names} has no wait, so a lead would cycle without end",
+                flow.path,
+                _span(flow.steps[first]),
+                hint="add a wait step inside the loop",
+            )
