@@ -22,8 +22,8 @@ run: $(STAMP)
 	$(BIN)/flowbuilder report examples/acme
 
 test: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --no-cache --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dsl.fmt import format_text
-
 from bench.flows import generated_flow
 from bench.table import Row, best_of, print_rows
 from dsl import ir
 from dsl.compile import compile_text
+from dsl.fmt import format_text
 from dsl.lint import lint
 
 STEPS = 1000

@@ -85,7 +85,7 @@ def check(ws: ir.Workspace, flow: ir.Flow, config: LintConfig) -> Iterator[Diagn
                         yield from once(
                             "FB401",
                             step,
-                            f"`{step.name}` is the {len(in_window)}th send within {duration_text(cap.per_seconds)}, over the frequency cap of {cap.count}",
+                            f"`{step.name}` makes {len(in_window)} sends within {duration_text(cap.per_seconds)}, over the frequency cap of {cap.count}",
                             "space the sends out with longer waits",
                         )
         if flow.kind == "cold" and len(sends) > config.max_cold_touches:
