@@ -17,10 +17,10 @@ def generated_flow(steps: int) -> str:
     ]
     i = 0
     while i < steps - 1:
-        if i % 10 == 9:
+        if i % 10 == 8:
             lines += [
                 f"  s{i}: branch {{",
-                f"    if opened(s{i - 9}) and count(click, within=30d) >= 3 -> s{i + 1}",
+                f"    if opened(s{i - 8}) and count(click, within=30d) >= 3 -> s{i + 1}",
                 f"    else -> s{i + 1}",
                 "  }",
             ]

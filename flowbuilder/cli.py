@@ -43,6 +43,8 @@ app = typer.Typer(
 )
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)
+# Piped output (CI logs, `make run | less`) gets room for the report tables instead of 80 columns.
+report_console = Console(highlight=False, width=None if out.is_terminal else 150)
 
 PathsArg = Annotated[
     list[Path],
@@ -239,7 +241,7 @@ def report(
 
     targets = paths or [Path("examples")]
     _existing(targets)
-    ok = print_overview(targets, out)
+    ok = print_overview(targets, report_console)
     raise typer.Exit(Exit.OK if ok else Exit.PROBLEMS)
 
 

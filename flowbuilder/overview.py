@@ -103,7 +103,7 @@ def print_overview(paths: Sequence[Path], console: Console) -> bool:
         stats = path_stats(flow)
         sends = sum(isinstance(s, ir.Send) for s in flow.steps.values())
         table.add_row(
-            f"[bold]{flow.name}[/]\n{flow.title or ''}",
+            f"[bold]{flow.name}[/]",
             flow.kind,
             "\n".join(trigger_text(t) for t in flow.triggers) or "-",
             str(len(flow.steps)),

@@ -11,7 +11,6 @@ from dsl.ir_text import duration_text, trigger_text
 from dsl.lint.config import LintConfig
 
 WAITS = (ir.Wait, ir.WaitBusinessDays, ir.WaitUntilTime, ir.WaitUntilDate, ir.WaitFor)
-MAX_PATHS = 20_000
 _MERGE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 
 
@@ -28,26 +27,54 @@ def _min_seconds(step: ir.Step) -> int:
     return 0
 
 
-def _paths(flow: ir.Flow) -> Iterator[list[ir.Step]]:
-    """Every path from the first step (each loop taken once), bounded for very large flows."""
-    if flow.start is None:
-        return
-    stack: list[tuple[str, tuple[str, ...]]] = [(flow.start, ())]
-    emitted = 0
-    while stack and emitted < MAX_PATHS:
-        name, trail = stack.pop()
-        step = flow.steps.get(name)
-        nexts = (
-            []
-            if step is None or name in trail
-            else [t for t in ir.successors(step) if t in flow.steps]
-        )
-        trail = trail if step is None or name in trail else (*trail, name)
-        if not nexts:
-            emitted += 1
-            yield [flow.steps[n] for n in trail]
+def _order(flow: ir.Flow) -> tuple[list[str], dict[str, list[str]]]:
+    """Reachable steps in topological order of the graph without its back edges (loops cut once)."""
+    forward: dict[str, list[str]] = {}
+    post: list[str] = []
+    state: dict[str, int] = {}  # 1 on the DFS stack, 2 done
+    if flow.start is None or flow.start not in flow.steps:
+        return [], forward
+    stack: list[tuple[str, Iterator[str]]] = [
+        (flow.start, iter(ir.successors(flow.steps[flow.start])))
+    ]
+    state[flow.start] = 1
+    forward[flow.start] = []
+    while stack:
+        name, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            state[name] = 2
+            post.append(name)
+        elif child in flow.steps and state.get(child) != 1:
+            forward[name].append(child)
+            if child not in state:
+                state[child] = 1
+                forward[child] = []
+                stack.append((child, iter(ir.successors(flow.steps[child]))))
+    return post[::-1], forward
+
+
+def _window_sends(flow: ir.Flow, forward: dict[str, list[str]], first: str, budget: int) -> int:
+    """The most sends on one path from `first` (a send) before `budget` seconds of waiting pass."""
+    best = 0
+    seen: dict[tuple[str, int], int] = {}
+    work = [(first, 0, 0)]
+    visits = 0
+    while work and visits < 100_000:
+        name, elapsed, sends = work.pop()
+        visits += 1
+        step = flow.steps[name]
+        elapsed += _min_seconds(step)
+        if elapsed >= budget:
             continue
-        stack.extend((t, trail) for t in nexts)
+        sends += isinstance(step, ir.Send)
+        best = max(best, sends)
+        if seen.get((name, elapsed), -1) >= sends:
+            continue
+        seen[(name, elapsed)] = sends
+        work.extend((child, elapsed, sends) for child in forward[name])
+    return best
 
 
 def check(ws: ir.Workspace, flow: ir.Flow, config: LintConfig) -> Iterator[Diagnostic]:
@@ -60,42 +87,57 @@ def check(ws: ir.Workspace, flow: ir.Flow, config: LintConfig) -> Iterator[Diagn
             yield rules.make(code, message, path, _span(step), hint=hint)
 
     cap = flow.policy.frequency_cap or ws.policy.frequency_cap
-    for trail in _paths(flow):
-        sends: list[tuple[int, ir.Send]] = []
-        elapsed = 0
-        last_send: ir.Send | None = None
-        waited = False
-        for step in trail:
-            if isinstance(step, WAITS):
-                waited = True
-            elapsed += _min_seconds(step)
+    order, forward = _order(flow)
+    # A send reached from another send with no wait on the way (FB400).
+    reaches: dict[str, str | None] = {}
+    for name in reversed(order):
+        step = flow.steps[name]
+        for child in forward[name]:
+            later_name = reaches[child]
+            if isinstance(step, ir.Send) and later_name is not None:
+                later = flow.steps[later_name]
+                yield from once(
+                    "FB400",
+                    later,
+                    f"`{later.name}` is sent right after `{step.name}` with no wait between them",
+                    "add a wait such as `wait 2d` between the two sends",
+                )
+        found = next((r for c in forward[name] if (r := reaches[c]) is not None), None)
+        reaches[name] = (
+            name if isinstance(step, ir.Send) else None if isinstance(step, WAITS) else found
+        )
+    # The most sends on any path (FB402) and within the frequency cap's period (FB401).
+    most: dict[str, int] = {}
+    for name in reversed(order):
+        most[name] = isinstance(flow.steps[name], ir.Send) + max(
+            (most[c] for c in forward[name]), default=0
+        )
+    if flow.kind == "cold" and order and most[order[0]] > config.max_cold_touches:
+        total = most[order[0]]
+        over = [
+            n
+            for n in order
+            if isinstance(flow.steps[n], ir.Send) and most[n] == total - config.max_cold_touches
+        ]
+        step = flow.steps[over[0]] if over else flow.steps[order[0]]
+        yield from once(
+            "FB402",
+            step,
+            f"this cold sequence sends {total} touches; the most a cold sequence should send is {config.max_cold_touches}",
+            "keep cold sequences to 3–5 touches",
+        )
+    if cap is not None:
+        for name in order:
+            step = flow.steps[name]
             if isinstance(step, ir.Send):
-                if last_send is not None and not waited:
+                count = _window_sends(flow, forward, name, cap.per_seconds)
+                if count > cap.count:
                     yield from once(
-                        "FB400",
+                        "FB401",
                         step,
-                        f"`{step.name}` is sent right after `{last_send.name}` with no wait between them",
-                        "add a wait such as `wait 2d` between the two sends",
+                        f"from `{step.name}`, a path makes {count} sends within {duration_text(cap.per_seconds)}, over the frequency cap of {cap.count}",
+                        "space the sends out with longer waits",
                     )
-                last_send, waited = step, False
-                sends.append((elapsed, step))
-                if cap is not None:
-                    in_window = [s for t, s in sends if elapsed - t < cap.per_seconds]
-                    if len(in_window) > cap.count:
-                        yield from once(
-                            "FB401",
-                            step,
-                            f"`{step.name}` makes {len(in_window)} sends within {duration_text(cap.per_seconds)}, over the frequency cap of {cap.count}",
-                            "space the sends out with longer waits",
-                        )
-        if flow.kind == "cold" and len(sends) > config.max_cold_touches:
-            step = sends[config.max_cold_touches][1]
-            yield from once(
-                "FB402",
-                step,
-                f"this cold sequence sends {len(sends)} touches; the most a cold sequence should send is {config.max_cold_touches}",
-                "keep cold sequences to 3–5 touches",
-            )
     if flow.kind in ("cold", "sales") and not any(
         _calls(rule.condition, "replied") for rule in flow.exits
     ):

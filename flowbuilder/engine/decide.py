@@ -90,10 +90,11 @@ def decide(
         now,
         context=dict(enrollment.context),
     )
+    # Goals first: a purchase that both converts and ends the flow must still count as a conversion.
+    _goals(run)
     left = _exits(run)
     if left is not None:
         return left
-    _goals(run)
     step_name: str | None = enrollment.step
     arrived = enrollment.step_entered_at
     for _ in range(MAX_STEPS_PER_CALL):

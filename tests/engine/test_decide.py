@@ -237,3 +237,15 @@ def test_a_step_removed_in_a_new_version_exits_the_lead_with_the_reason() -> Non
     out = decide(ws.flows["f"], stale, facts(), T0)
     assert out.enrollment.status == "exited"
     assert "no longer exists" in out.decisions[-1].reason
+
+
+def test_a_goal_that_is_also_an_exit_is_counted_before_the_lead_leaves() -> None:
+    ws = workspace(
+        '  exit when occurred("purchase")\n  goal bought when occurred("purchase") within 7d\n  a: wait 30d\n  b: end\n'
+    )
+    flow = ws.flows["f"]
+    out = decide(
+        flow, enroll(flow), facts(Event("purchase", T0 + timedelta(days=1))), T0 + timedelta(days=1)
+    )
+    assert [type(d).__name__ for d in out.decisions] == ["ReachGoal", "Leave"]
+    assert out.enrollment.status == "exited"
