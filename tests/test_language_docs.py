@@ -11,7 +11,9 @@ import pytest
 
 from dsl.compile import compile_paths, compile_text
 from dsl.diagnostics import Severity
+from dsl.fmt import diff, format_text
 from dsl.functions import FUNCTIONS
+from dsl.lint import lint_paths
 from dsl.parse import keywords
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,10 +169,7 @@ def test_every_template_file_of_the_examples_exists(workspace: Path) -> None:
 
 
 def test_the_acme_workspace_is_lint_clean() -> None:
-    lint = pytest.importorskip("dsl.lint")
-    if not hasattr(lint, "lint_paths"):
-        pytest.skip("dsl.lint.lint_paths is not written yet")
-    result = lint.lint_paths([EXAMPLES / "acme"])
+    result = lint_paths([EXAMPLES / "acme"])
     assert [d.concise() for d in result.diagnostics] == []
 
 
@@ -185,5 +184,4 @@ def test_the_layout_block_never_changes_the_ir_hash() -> None:
 
 @pytest.mark.parametrize("block", BLOCKS, ids=_block_ids(BLOCKS))
 def test_every_flow_block_in_the_reference_is_in_canonical_format(block: Block) -> None:
-    fmt = pytest.importorskip("dsl.fmt")
-    assert fmt.format_text(block.code) == block.code, fmt.diff(block.code)
+    assert format_text(block.code) == block.code, diff(block.code)
