@@ -1,5 +1,6 @@
 # flowbuilder — the two commands of the quick start, and the benchmarks.
-#   make run    set up .venv if needed, then lint + compile the examples and print a report
+#   make run    set up .venv if needed, lint + compile the examples, then serve the web app on a
+#               demo population at http://127.0.0.1:8000 (it prints a login)
 #   make test   set up .venv if needed, then ruff, mypy and the whole pytest suite
 #   make bench  every benchmark, printed as a table of ratios
 
@@ -20,8 +21,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/flowbuilder report examples/acme
+	$(BIN)/flowbuilder serve --demo
 
 test: $(STAMP)
+	scripts/system-packages
 	$(BIN)/ruff check --no-cache .
 	$(BIN)/ruff format --no-cache --check .
 	$(BIN)/mypy
