@@ -11,6 +11,7 @@ from lark import Token, Tree
 
 from dsl import ir, rules
 from dsl.diagnostics import Diagnostic, Span
+from dsl.functions import FUNCTIONS, REF_KINDS
 
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
@@ -20,11 +21,23 @@ def span_of(node: Tree[Token] | Token) -> Span:
     if isinstance(node, Token):
         line = node.line or 1
         col = node.column or 1
-        return Span(line, col, node.end_line or line, node.end_column or col + len(node.value))
+        return _new_span(line, col, node.end_line or line, node.end_column or col + len(node.value))
     meta = node.meta
     if getattr(meta, "empty", True):
         return Span(1, 1, 1, 2)
-    return Span(meta.line, meta.column, meta.end_line, meta.end_column)
+    return _new_span(meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _new_span(line: int, col: int, end_line: int, end_col: int) -> Span:
+    """`Span(line, col, end_line, end_col)` without the frozen dataclass's four guarded
+    `__setattr__` calls: the compiler makes one per IR node."""
+    span = _new(Span)
+    _set(span, "__dict__", {"line": line, "col": col, "end_line": end_line, "end_col": end_col})
+    return span
 
 
 def unquote(token: Token | str) -> str:
@@ -515,7 +528,7 @@ class Builder:
         steps: dict[str, ir.Step] = {}
         for index, step_tree in enumerate(step_trees):
             following = names[index + 1][0] if index + 1 < len(names) else None
-            step = self.step(step_tree, following)
+            step = self.step(step_tree, following, names[index][1])
             steps.setdefault(step.name, step)
         self.out.flows.append(
             ir.Flow(
@@ -578,12 +591,12 @@ class Builder:
         token = _first_token(node)
         return unquote(token) if token.type == "STRING" else str(token)
 
-    def step(self, tree: Tree[Token], following: str | None) -> ir.Step:
+    def step(self, tree: Tree[Token], following: str | None, sp: Span) -> ir.Step:
+        """The step `tree` (its name at `sp`); `following` is where it falls through to."""
         name_tok, action = tree.children
         assert isinstance(action, Tree)
         name = str(name_tok)
         c = action.children
-        sp = span_of(_tok(name_tok))
 
         def edge(node: Tree[Token] | Token | None) -> str | None:
             if isinstance(node, Tree) and node.data == "edge":
@@ -714,6 +727,8 @@ class Builder:
                 return ir.Webhook(name=name, url=unquote(_tok(c[0])), next=edge(c[1]), span=sp)
             case "reach_goal":
                 return ir.ReachGoal(name=name, goal=str(c[0]), next=edge(c[1]), span=sp)
+            case "suppress":
+                return ir.Suppress(name=name, reason=_opt_str(c[0]), next=edge(c[1]), span=sp)
             case "end":
                 return ir.End(name=name, reason=_opt_str(c[0]), span=sp)
         raise AssertionError(action.data)
@@ -740,11 +755,43 @@ class Builder:
     def opt_expr(self, node: Tree[Token] | Token | None) -> ir.Expr | None:
         return None if node is None else self.expr(node)
 
+    def argument(self, node: Tree[Token] | Token | None, kind: str | None) -> ir.Expr:
+        """A function's argument; a bare name where the function takes a step (a list, a
+        segment …) names one, so the checker only checks it instead of rebuilding the call."""
+        if kind in REF_KINDS and isinstance(node, Tree) and node.data == "name":
+            return ir.Ref(kind=cast(Any, kind), name=str(node.children[0]), span=span_of(node))
+        return self.expr(node)
+
     def expr(self, node: Tree[Token] | Token | None) -> ir.Expr:
         assert isinstance(node, Tree), node
         sp = span_of(node)
         c = node.children
         match str(node.data):
+            # the commonest first: a match tries its cases in order
+            case "call":
+                function = str(c[0])
+                fn = FUNCTIONS.get(function)
+                args: list[ir.Expr] = []
+                kwargs: dict[str, ir.Expr] = {}
+                for arg in c[1:]:
+                    if arg is None:
+                        continue
+                    assert isinstance(arg, Tree)
+                    if arg.data == "kwarg":
+                        key = str(arg.children[0])
+                        if key in kwargs:
+                            self.error("FB209", f"the argument `{key}` is given twice", arg)
+                        kind = fn.kwargs.get(key) if fn is not None else None
+                        kwargs[key] = self.argument(arg.children[1], kind)
+                    else:
+                        if kwargs:
+                            self.error("FB209", "a positional argument follows a named one", arg)
+                        at = len(args)
+                        kind = (
+                            fn.params[at].kind if fn is not None and at < len(fn.params) else None
+                        )
+                        args.append(self.argument(arg, kind))
+                return ir.Call(function=function, args=args, kwargs=kwargs, span=sp)
             case "or_test" | "and_test":
                 op: Literal["and", "or"] = "or" if node.data == "or_test" else "and"
                 return ir.Logic(op=op, operands=[self.expr(x) for x in c], span=sp)
@@ -792,23 +839,6 @@ class Builder:
             case "path":
                 names = [str(x) for x in c]
                 return ir.Path(root=names[0], attrs=names[1:], span=sp)
-            case "call":
-                args: list[ir.Expr] = []
-                kwargs: dict[str, ir.Expr] = {}
-                for arg in c[1:]:
-                    if arg is None:
-                        continue
-                    assert isinstance(arg, Tree)
-                    if arg.data == "kwarg":
-                        key = str(arg.children[0])
-                        if key in kwargs:
-                            self.error("FB209", f"the argument `{key}` is given twice", arg)
-                        kwargs[key] = self.expr(arg.children[1])
-                    else:
-                        if kwargs:
-                            self.error("FB209", "a positional argument follows a named one", arg)
-                        args.append(self.expr(arg))
-                return ir.Call(function=str(c[0]), args=args, kwargs=kwargs, span=sp)
         raise AssertionError(node.data)
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from operator import is_
+from typing import Any, TypeVar
 
 from dsl import ir, rules
 from dsl.diagnostics import Diagnostic, Span
@@ -29,6 +30,7 @@ LEAD_FIELDS: dict[str, str] = {
 }
 REGIONS = ("kr", "us", "eu", "global")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
+_N = TypeVar("_N", bound=ir.Node)
 
 
 @lru_cache(maxsize=1)
@@ -57,6 +59,26 @@ class Scope:
     steps: frozenset[str] | None = None
 
 
+@lru_cache(maxsize=1)
+def _holiday_countries() -> dict[str, list[str]]:
+    """Country codes with public-holiday calendars, and their subdivisions."""
+    import holidays
+
+    return {k: list(v) for k, v in holidays.list_supported_countries().items()}
+
+
+def _holiday_calendar_problem(code: str) -> str | None:
+    if not re.fullmatch(r"[A-Z]{2}(-[A-Z0-9]{1,3})?", code):
+        return f'`{code}` is not a country code for holidays; use e.g. "KR" or "US-CA"'
+    country, _, subdivision = code.partition("-")
+    known = _holiday_countries()
+    if country not in known:
+        return f"no public-holiday calendar for country `{country}`"
+    if subdivision and subdivision not in known[country]:
+        return f"`{country}` has no subdivision `{subdivision}`; known: {', '.join(known[country][:12])} …"
+    return None
+
+
 @dataclass
 class Checker:
     ws: ir.Workspace
@@ -70,7 +92,7 @@ class Checker:
 
     # ------------------------------------------------------------------ names
 
-    def names(self, kind: str) -> Iterable[str]:
+    def names(self, kind: str) -> Collection[str]:
         match kind:
             case "segment":
                 return self.ws.segments
@@ -87,8 +109,9 @@ class Checker:
         return []
 
     def require(self, kind: str, name: str, span: Span | None) -> None:
-        known = list(self.names(kind))
-        if name not in known:
+        names = self.names(kind)
+        if name not in names:
+            known = list(names)
             code = {
                 "segment": "FB201",
                 "list": "FB202",
@@ -105,18 +128,17 @@ class Checker:
             )
 
     def require_step(
-        self, name: str | None, steps: Iterable[str], span: Span | None, flow: str
+        self, name: str | None, steps: Collection[str], span: Span | None, flow: str
     ) -> None:
-        if name is None:
+        if name is None or name in steps:
             return
         known = list(steps)
-        if name not in known:
-            self.error(
-                "FB200",
-                f"flow `{flow}` has no step `{name}`; {_known('step', known)}",
-                span,
-                hint=did_you_mean(name, known),
-            )
+        self.error(
+            "FB200",
+            f"flow `{flow}` has no step `{name}`; {_known('step', known)}",
+            span,
+            hint=did_you_mean(name, known),
+        )
 
     # ------------------------------------------------------------------ values
 
@@ -148,14 +170,13 @@ class Checker:
         if cap is not None and (cap.count <= 0 or cap.per_seconds <= 0):
             self.error("FB212", "a frequency cap needs a count and a period above zero", cap.span)
         self.timezone(policy.timezone, span)
-        if policy.business_days not in (None, "default") and not re.fullmatch(
-            r"[A-Z]{2}(-[A-Z0-9]{1,3})?", policy.business_days
-        ):
-            self.error(
-                "FB212",
-                f'`{policy.business_days}` is not a country code for holidays; use e.g. "KR" or "US"',
-                span,
-            )
+        if policy.business_days not in (None, "default"):
+            problem = _holiday_calendar_problem(policy.business_days)
+            if problem:
+                country = policy.business_days.partition("-")[0]
+                known = _holiday_countries()
+                hint = None if country in known else did_you_mean(country, known)
+                self.error("FB212", problem, span, hint=hint)
 
     # ------------------------------------------------------------------ expressions
 
@@ -174,12 +195,21 @@ class Checker:
         )
 
     def expr(self, expr: ir.Expr, scope: Scope) -> tuple[ir.Expr, str]:
+        # The common nodes by exact type first: a class pattern's `isinstance` on a model goes
+        # through `ABCMeta`, and conditions are checked node by node.
+        kind = type(expr)
+        if kind is ir.Call:
+            return self.call(expr, scope)  # type: ignore[arg-type]
+        if kind is ir.Const:
+            return expr, expr.type  # type: ignore[union-attr]
+        if kind is ir.Compare:
+            return self.compare(expr, scope)  # type: ignore[arg-type]
         match expr:
             case ir.Const():
                 return expr, expr.type
             case ir.ListExpr():
                 items = [self.expr(i, scope)[0] for i in expr.items]
-                return expr.model_copy(update={"items": items}), "list"
+                return replaced(expr, items=items), "list"
             case ir.Path():
                 return expr, self.path_type(expr, scope)
             case ir.Ref():
@@ -191,7 +221,7 @@ class Checker:
             case ir.Not():
                 operand, typ = self.expr(expr.operand, scope)
                 self.expect(typ, "bool", expr.operand, "the operand of `not`")
-                return expr.model_copy(update={"operand": operand}), "bool"
+                return replaced(expr, operand=operand), "bool"
             case ir.Negate():
                 operand, typ = self.expr(expr.operand, scope)
                 if typ not in ("number", "duration", "percent", "any"):
@@ -200,14 +230,14 @@ class Checker:
                         f"only numbers and durations can be negated, not a {_type_words(typ)}",
                         expr.span,
                     )
-                return expr.model_copy(update={"operand": operand}), typ
+                return replaced(expr, operand=operand), typ
             case ir.Logic():
                 operands = []
                 for operand in expr.operands:
                     resolved, typ = self.expr(operand, scope)
                     self.expect(typ, "bool", operand, f"each side of `{expr.op}`")
                     operands.append(resolved)
-                return expr.model_copy(update={"operands": operands}), "bool"
+                return replaced(expr, operands=operands), "bool"
             case ir.Compare():
                 return self.compare(expr, scope)
             case ir.Arith():
@@ -287,7 +317,7 @@ class Checker:
                 "FB211", f"a {_type_words(lt)} is never equal to a {_type_words(rt)}", expr.span
             )
         self.stage_literal(left, right)
-        return expr.model_copy(update={"left": left, "right": right}), "bool"
+        return replaced(expr, left=left, right=right), "bool"
 
     def stage_literal(self, left: ir.Expr, right: ir.Expr) -> None:
         """`lead.stage == "sqll"` names a stage that does not exist."""
@@ -311,7 +341,7 @@ class Checker:
                 expr.span,
             )
             result = "any"
-        return expr.model_copy(update={"left": left, "right": right}), result
+        return replaced(expr, left=left, right=right), result
 
     def call(self, expr: ir.Call, scope: Scope) -> tuple[ir.Expr, str]:
         fn = FUNCTIONS.get(expr.function)
@@ -351,7 +381,7 @@ class Checker:
             if key == "where":
                 inner = Scope(roots=scope.roots | {"event"}, steps=scope.steps)
             kwargs[key] = self.argument(value, fn.kwargs[key], inner, fn.name)
-        return expr.model_copy(update={"args": args, "kwargs": kwargs}), fn.returns
+        return replaced(expr, args=args, kwargs=kwargs), fn.returns
 
     def argument(self, arg: ir.Expr, kind: str, scope: Scope, function: str) -> ir.Expr:
         if kind in REF_KINDS:
@@ -377,15 +407,14 @@ class Checker:
                     arg.span,
                     hint=f"use `{function}()` for any email",
                 )
-            else:
+            elif name not in scope.steps:
                 known = sorted(scope.steps)
-                if name not in scope.steps:
-                    self.error(
-                        "FB200",
-                        f"this flow has no step `{name}`; {_known('step', known)}",
-                        arg.span,
-                        hint=did_you_mean(name, known),
-                    )
+                self.error(
+                    "FB200",
+                    f"this flow has no step `{name}`; {_known('step', known)}",
+                    arg.span,
+                    hint=did_you_mean(name, known),
+                )
         elif kind == "event":
             if name not in BUILTIN_EVENTS:
                 close = did_you_mean(name, BUILTIN_EVENTS)
@@ -398,7 +427,29 @@ class Checker:
                     )
         else:
             self.require(kind, name, arg.span)
+        if arg.kind == kind:
+            return arg
         return ir.Ref(kind=kind, name=name, span=arg.span)  # type: ignore[arg-type]
+
+
+def replaced(node: _N, **changes: Any) -> _N:
+    """`node` with `changes`, or `node` itself when each change holds the very values it has."""
+    for key, new in changes.items():
+        old = getattr(node, key)
+        if new is old:
+            continue
+        if type(new) is list and type(old) is list:
+            if len(new) == len(old) and all(map(is_, new, old)):
+                continue
+        elif (
+            type(new) is dict
+            and type(old) is dict
+            and new.keys() == old.keys()
+            and all(new[k] is old[k] for k in new)
+        ):
+            continue
+        return node.model_copy(update=changes)
+    return node
 
 
 def _type_words(typ: str) -> str:

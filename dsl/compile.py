@@ -10,7 +10,7 @@ from typing import Any
 
 from dsl import ir, rules
 from dsl.build import Builder, FileDecls, Layout
-from dsl.check import REGIONS, Checker, Scope
+from dsl.check import REGIONS, Checker, Scope, replaced
 from dsl.diagnostics import Diagnostic, Span, has_errors, sorted_diagnostics
 from dsl.parse import ParsedFile, parse_tree
 
@@ -362,19 +362,16 @@ def _check_step(ck: Checker, flow: ir.Flow, step: ir.Step, scope: Scope) -> ir.S
         case ir.WaitUntilDate():
             resolved, typ = ck.expr(step.date, scope)
             ck.expect(typ, "date", step.date, "`wait until` with a value")
-            return step.model_copy(update={"date": resolved})
+            return replaced(step, date=resolved)
         case ir.WaitFor():
             if step.timeout_seconds == 0:
                 ck.error("FB212", "a timeout of zero never waits", step.span)
-            return step.model_copy(update={"condition": ck.condition(step.condition, scope)})
+            return replaced(step, condition=ck.condition(step.condition, scope))
         case ir.Branch():
-            arms = [
-                a.model_copy(update={"condition": ck.condition(a.condition, scope)})
-                for a in step.arms
-            ]
+            arms = [replaced(a, condition=ck.condition(a.condition, scope)) for a in step.arms]
             if not arms:
                 ck.error("FB212", f"branch `{step.name}` has no `if` arm", step.span)
-            return step.model_copy(update={"arms": arms})
+            return replaced(step, arms=arms)
         case ir.Split():
             total = sum(p.percent for p in step.paths) + step.holdout
             if abs(total - 100) > 1e-9:

@@ -33,6 +33,7 @@ EDGE_SLOT = {
     "remove_from_list": 1,
     "webhook": 1,
     "reach_goal": 1,
+    "suppress": 1,
 }
 
 # How a person reads each action's kind in a message.
@@ -51,6 +52,7 @@ KIND_WORDS = {
     "move_to_flow": "a `move to flow`",
     "webhook": "a `webhook`",
     "reach_goal": "a `goal`",
+    "suppress": "a `suppress`",
     "end": "an `end`",
 }
 

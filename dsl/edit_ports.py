@@ -41,6 +41,7 @@ PROPERTIES = {
     "remove_from_list": ["list"],
     "move_to_flow": ["flow"],
     "webhook": ["url"],
+    "suppress": ["reason"],
     "end": ["reason"],
     "reach_goal": ["goal"],
 }
@@ -335,7 +336,7 @@ def set_property(doc: Doc, op: SetProperty) -> list[Patch]:
         return _send_option(doc, action, _OPTION_RULES[key], key, value, what)
     if kind == "wait_for" and key == "timeout":
         return _timeout(doc, step, value, what)
-    if kind == "end" and key == "reason":
+    if kind in ("end", "suppress") and key == "reason":
         return _optional_string(doc, action, c[0], value, what)
     arm_key = _ARM_KEY.fullmatch(key)
     if kind == "branch" and arm_key and arm_key.group(3) == "condition":

@@ -20,6 +20,8 @@ import difflib
 import sys
 from collections import deque
 from collections.abc import Iterable
+from itertools import accumulate
+from operator import attrgetter
 
 from lark import Token, Tree
 
@@ -115,11 +117,10 @@ class _Printer:
 
     def __init__(self, source_lines: list[str] | None, comments: list[Comment]) -> None:
         self.out: list[str] = []
-        self.comments = deque(sorted(comments, key=lambda c: (c.line, c.col)))
+        self.comments = deque(sorted(comments, key=attrgetter("line", "col")))
         # blank_before[n]: how many blank source lines there are among lines 1..n
-        self.blank_before = [0]
-        for text in source_lines or []:
-            self.blank_before.append(self.blank_before[-1] + (not text.strip()))
+        blank = [not text.strip() for text in source_lines or []]
+        self.blank_before = list(accumulate(blank, initial=0))
 
     def result(self) -> str:
         return "\n".join(self.out) + "\n" if self.out else ""
@@ -168,12 +169,23 @@ class _Printer:
             return
         self.out.append(f"{indent}{it.head} {{{self.trailing(it.line)}")
         inner = indent + INDENT
+        out, comments = self.out, self.comments
         prev: int | None = None
         for entry in it.entries:
-            prev = self.comments_before(entry.line, inner, prev, False)
-            if self.gap(prev, entry.line):
-                self.out.append("")
-            self.item(entry, depth + 1)
+            line = entry.line
+            # The checks of `comments_before`, `gap` and `trailing`, spelled out for the common
+            # entry: a flow holds one per step.
+            if comments and comments[0].line < line:
+                prev = self.comments_before(line, inner, prev, False)
+            if prev is not None and line - prev >= 2 and self.gap(prev, line):
+                out.append("")
+            if entry.entries is None:
+                if comments and comments[0].trailing and comments[0].line == line:
+                    out.append(inner + entry.head + "  " + comments.popleft().text.rstrip())
+                else:
+                    out.append(inner + entry.head)
+            else:
+                self.item(entry, depth + 1)
             prev = entry.end_line
         self.comments_before(it.end_line, inner, prev, False)
         self.out.append(indent + it.close + self.trailing(it.end_line))

@@ -165,6 +165,7 @@ _LINES: dict[str, Callable[[list[Node]], str]] = {
     "move_to_flow": lambda c: f"move to flow {token_text(c[0])}",
     "webhook": lambda c: f"webhook {token_text(c[0])}" + _edge(c[1]),
     "reach_goal": lambda c: f"goal {token_text(c[0])}" + _edge(c[1]),
+    "suppress": lambda c: "suppress" + _opt(" ", c[0]) + _edge(c[1]),
     "end": lambda c: "end" + _opt(" ", c[0]),
     # block entries
     "variant": lambda c: f"variant {token_text(c[0])} {token_text(c[1])}" + _send_options(c[2:]),
@@ -200,8 +201,8 @@ def is_item(data: str) -> bool:
 
 
 def _line(node: Tree[Token]) -> str:
-    children: list[Node] = list(node.children)
-    return _LINES[str(node.data)](children)
+    # Placeholders (`None`) stand among the children, which Lark's types do not say.
+    return _LINES[node.data](node.children)  # type: ignore[arg-type]
 
 
 def _entries(nodes: Sequence[Node], skip: Callable[[Tree[Token]], bool]) -> list[Item]:
@@ -211,33 +212,35 @@ def _entries(nodes: Sequence[Node], skip: Callable[[Tree[Token]], bool]) -> list
 def item(node: Tree[Token], skip: Callable[[Tree[Token]], bool] = lambda n: False) -> Item:
     """The printed form of a declaration, flow item or block entry (entries `skip` drops left out)."""
     data = str(node.data)
-    c: list[Node] = list(node.children)
-    line, end_line = node.meta.line, node.meta.end_line
+    if data == "step":
+        return _step(node, skip)
+    c: list[Node] = node.children  # type: ignore[assignment]
+    meta = node.meta
+    line, end_line = meta.line, meta.end_line
     if data in _BLOCKS:
         head, start = _BLOCKS[data]
         return Item(node, head(c), line, end_line, _entries(c[start:], skip))
     if data == "list_decl" and isinstance(c[2], Tree):
         rules = c[2]
         return Item(node, _line(node), line, rules.meta.end_line, _entries(rules.children, skip))
-    if data == "step":
-        return _step(node, skip)
     return Item(node, _line(node), line, line)
 
 
 def _step(node: Tree[Token], skip: Callable[[Tree[Token]], bool]) -> Item:
     name, action = node.children
     assert isinstance(action, Tree)
-    head = f"{token_text(name)}: {_line(action)}"
-    line = node.meta.line
+    kind = action.data
     c = action.children
+    head = f"{name}: {_LINES[kind](c)}"  # type: ignore[arg-type]
+    line = node.meta.line
     block: Tree[Token] | None = None
     close = "}"
-    if action.data in ("branch", "split"):
+    if kind == "branch" or kind == "split":
         block = action
-    elif action.data == "send" and isinstance(c[-2], Tree):
+    elif kind == "send" and isinstance(c[-2], Tree):
         block, close = c[-2], "}" + _edge(c[-1])
         head = head.removesuffix(_edge(c[-1]))
-    elif action.data == "wait_for" and isinstance(c[2], Tree) and c[2].data == "wait_arms":
+    elif kind == "wait_for" and isinstance(c[2], Tree) and c[2].data == "wait_arms":
         block = c[2]
     if block is None:
         return Item(node, head, line, line)

@@ -250,6 +250,14 @@ class ReachGoal(StepBase):
     next: str | None
 
 
+class Suppress(StepBase):
+    """Put the lead's address on the suppression list: no marketing email reaches it again."""
+
+    action: Literal["suppress"] = "suppress"
+    reason: str | None = None
+    next: str | None
+
+
 class End(StepBase):
     action: Literal["end"] = "end"
     reason: str | None = None
@@ -270,6 +278,7 @@ Step = Annotated[
     | MoveToFlow
     | Webhook
     | ReachGoal
+    | Suppress
     | End,
     Field(discriminator="action"),
 ]
@@ -277,6 +286,14 @@ Step = Annotated[
 
 def successors(step: Step) -> list[str]:
     """Every step a lead can go to from `step`, in port order."""
+    # By exact type first: a model's `isinstance` goes through `ABCMeta`, and this runs per step
+    # in every graph pass of the compiler, the linter and the engine.
+    kind = type(step)
+    if kind in _ONE_NEXT:
+        return [step.next] if step.next else []  # type: ignore[union-attr]
+    if kind is Branch:
+        out = [arm.target for arm in step.arms]  # type: ignore[union-attr]
+        return out + ([step.otherwise] if step.otherwise else [])  # type: ignore[union-attr]
     match step:
         case Branch():
             out = [arm.target for arm in step.arms]
@@ -290,6 +307,23 @@ def successors(step: Step) -> list[str]:
             return []
         case _:
             return [step.next] if step.next else []
+
+
+_ONE_NEXT: frozenset[type] = frozenset(
+    {
+        Send,
+        Wait,
+        WaitBusinessDays,
+        WaitUntilTime,
+        WaitUntilDate,
+        Update,
+        AddToList,
+        RemoveFromList,
+        Webhook,
+        ReachGoal,
+        Suppress,
+    }
+)
 
 
 # ============================================================================ triggers

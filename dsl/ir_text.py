@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 from dsl import ir
 
@@ -20,6 +21,7 @@ _PRECEDENCE = {
 }
 
 
+@lru_cache(maxsize=4096)
 def duration_text(seconds: int) -> str:
     """The largest exact unit: 604800 → 1w, 90000 → 25h."""
     for unit, size in _UNITS:
@@ -140,6 +142,8 @@ def step_text(step: ir.Step) -> str:
             return f"webhook {step.url}"
         case ir.ReachGoal():
             return f"goal {step.goal}"
+        case ir.Suppress():
+            return "suppress" + (f" ({step.reason})" if step.reason else "")
         case ir.End():
             return "end" + (f" ({step.reason})" if step.reason else "")
     raise AssertionError(step)

@@ -7,9 +7,9 @@ opens) is blanked with spaces, so every position stays where it was, and the tex
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
@@ -17,6 +17,7 @@ from lark.lexer import PatternStr
 
 from dsl import rules
 from dsl.diagnostics import Diagnostic, Span
+from dsl.grammar import load_parser
 
 MAX_BYTES = 2_000_000
 MAX_NESTING = 64
@@ -44,15 +45,8 @@ class ParsedFile:
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
-    """The grammar, loaded once."""
-    grammar = resources.files("grammars").joinpath("flow.lark").read_text(encoding="utf-8")
-    return Lark(
-        grammar,
-        parser="lalr",
-        strict=True,
-        propagate_positions=True,
-        maybe_placeholders=True,
-    )
+    """The grammar, loaded once per process (its analysis kept in Lark's cache file)."""
+    return load_parser(cache=True)
 
 
 def keywords() -> frozenset[str]:
@@ -78,84 +72,93 @@ class _Scan:
     problems: list[Diagnostic]
 
 
+# What the scan looks at: a string (to its closing quote or the end of its line; a backslash takes
+# the next character with it), a comment, a bracket, or a pair of round or square brackets with
+# nothing of these between them (`opened(welcome)`), balanced by itself. The rest is skipped.
+_SCANNED = re.compile(
+    r'"(?:[^"\\\n]|\\[^\n]|\\)*"?|#[^\n]*|\([^(){}\[\]"#\n]*\)|\[[^(){}\[\]"#\n]*\]|[{}()\[\]]'
+)
+_CLOSES = {"}": "{", ")": "(", "]": "["}
+
+
 def _scan(text: str, path: str) -> _Scan:
     """Find comments, unbalanced braces and too-deep nesting without the parser (strings respected)."""
     comments: list[Comment] = []
     problems: list[Diagnostic] = []
-    opened: list[tuple[str, int, int]] = []
-    line, col = 1, 1
-    code_on_line = False
-    in_string = False
-    i, n = 0, len(text)
-    pairs = {"}": "{", ")": "(", "]": "["}
-    while i < n:
-        ch = text[i]
-        if in_string:
-            if ch == "\\" and i + 1 < n and text[i + 1] != "\n":
-                i += 2
-                col += 2
-                continue
-            if ch == '"' or ch == "\n":
-                in_string = False
-        elif ch == "#":
-            end = text.find("\n", i)
-            end = n if end == -1 else end
-            comments.append(Comment(line, col, text[i:end].rstrip("\r"), code_on_line))
-            col += end - i
-            i = end
+    opened: list[tuple[str, int]] = []  # bracket, offset: a line and column only for a problem
+    line, line_start, counted = 1, 0, 0
+    for m in _SCANNED.finditer(text):
+        pos = m.start()
+        first = text[pos]
+        if first == '"':
             continue
-        elif ch == '"':
-            in_string = True
-            code_on_line = True
-        elif ch in "{([":
-            opened.append((ch, line, col))
-            code_on_line = True
+        if first == "#":
+            newlines = text.count("\n", counted, pos)
+            if newlines:
+                line += newlines
+                line_start = text.rindex("\n", counted, pos) + 1
+            counted = pos
+            trailing = pos > line_start and not text[line_start:pos].isspace()
+            comments.append(_comment(line, pos - line_start + 1, m.group().rstrip("\r"), trailing))
+        elif first in "{([":
+            if m.end() - pos > 1 and first != "{":  # a closed pair: one level, for a moment
+                if len(opened) < MAX_NESTING:
+                    continue
+                opened.append((first, pos))
+            else:
+                opened.append((first, pos))
             if len(opened) > MAX_NESTING:
                 problems.append(
                     rules.make(
                         "FB104",
                         f"nesting is deeper than {MAX_NESTING} levels",
                         path,
-                        Span.point(line, col),
+                        _point(text, pos),
                         hint="split the condition into named segments",
                     )
                 )
                 return _Scan(comments, problems)
-        elif ch in "})]":
-            code_on_line = True
-            if opened and opened[-1][0] == pairs[ch]:
-                opened.pop()
-            elif ch == "}":
-                problems.append(
-                    rules.make(
-                        "FB102",
-                        "this `}` closes nothing",
-                        path,
-                        Span.point(line, col),
-                        hint="remove it, or add the `{` it was meant to close",
-                    )
+        elif opened and opened[-1][0] == _CLOSES[first]:
+            opened.pop()
+        elif first == "}":
+            problems.append(
+                rules.make(
+                    "FB102",
+                    "this `}` closes nothing",
+                    path,
+                    _point(text, pos),
+                    hint="remove it, or add the `{` it was meant to close",
                 )
-        elif not ch.isspace():
-            code_on_line = True
-        if ch == "\n":
-            line += 1
-            col = 1
-            code_on_line = False
-        else:
-            col += 1
-        i += 1
-    for ch, ln, cl in opened:
+            )
+    for ch, pos in opened:
         if ch == "{":
             problems.append(
                 rules.make(
                     "FB102",
                     "this `{` is never closed",
                     path,
-                    Span.point(ln, cl),
+                    _point(text, pos),
                     hint="add a `}` on its own line where the block ends",
                 )
             )
     return _Scan(comments, problems)
+
+
+def _point(text: str, pos: int) -> Span:
+    """The line and column of an offset."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    return Span.point(text.count("\n", 0, pos) + 1, pos - line_start + 1)
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _comment(line: int, col: int, text: str, trailing: bool) -> Comment:
+    """`Comment(line, col, text, trailing)` without the frozen dataclass's guarded `__setattr__`s."""
+    comment = _new(Comment)
+    _set(comment, "__dict__", {"line": line, "col": col, "text": text, "trailing": trailing})
+    return comment
 
 
 # ---------------------------------------------------------------------------- messages
@@ -380,7 +383,7 @@ def parse_tree(source: str | bytes, path: str = "<string>") -> ParsedFile:
             work = blanked
             continue
         if not diagnostics:
-            too_deep = _too_deep(tree, path)
+            too_deep = _too_deep(tree, path) if _has_long_line(text) else None
             if too_deep is not None:
                 return ParsedFile(path, text, None, scan.comments, [too_deep])
             return ParsedFile(path, text, tree, scan.comments, [])
@@ -389,6 +392,17 @@ def parse_tree(source: str | bytes, path: str = "<string>") -> ParsedFile:
 
 
 MAX_TREE_DEPTH = 200
+
+
+def _has_long_line(text: str) -> bool:
+    """Whether a line is long enough to hold a tree deeper than `MAX_TREE_DEPTH`.
+
+    Blocks nest a fixed few levels (file, flow, step, action, block, arm); below a statement, every
+    node on the way down an expression spans at least one token more than the child it leads to
+    (an operator, a keyword, a bracket), and each token is at least one character, so a line of n
+    characters nests at most about n levels.
+    """
+    return max(map(len, text.split("\n"))) >= MAX_TREE_DEPTH - 32
 
 
 def _too_deep(tree: Tree[Token], path: str) -> Diagnostic | None:

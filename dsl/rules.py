@@ -1,7 +1,7 @@
 """The registry of every diagnostic code: its family, default severity and one-line summary.
 
 Codes are stable. Families: syntax (FB1xx), semantic (FB2xx), graph (FB3xx),
-marketing safety (FB4xx), style (FB5xx). Each code has a page `docs/lint/<CODE>.md`.
+marketing safety (FB4xx), style (FB5xx), templates (FB6xx). Each code has a page `docs/lint/<CODE>.md`.
 """
 
 from __future__ import annotations
@@ -273,6 +273,35 @@ RULES: dict[str, Rule] = {
             _W,
             "merge-field-without-fallback",
             "A merge field has no fallback and the lead may not have that attribute.",
+        ),
+        # templates: the email files templates name (checked by flowbuilder.mail.lint)
+        Rule(
+            "FB600",
+            "template",
+            _E,
+            "template-file-missing",
+            "A template names an HTML or text file that does not exist, or has no body file.",
+        ),
+        Rule(
+            "FB601",
+            "template",
+            _E,
+            "template-syntax",
+            "A template file is not valid template syntax.",
+        ),
+        Rule(
+            "FB602",
+            "template",
+            _W,
+            "no-unsubscribe-link",
+            "The HTML of a marketing template has no unsubscribe link.",
+        ),
+        Rule(
+            "FB603",
+            "template",
+            _W,
+            "link-goes-nowhere",
+            "A link in a template is empty, `#`, relative or `javascript:`.",
         ),
         # style: readability
         Rule(

@@ -63,8 +63,9 @@ def findings(ws: ir.Workspace, config: LintConfig) -> list[Diagnostic]:
     """Every rule finding on a compiled workspace (compile diagnostics not included)."""
     out: list[Diagnostic] = []
     for flow in ws.flows.values():
-        out += graph.check(ws, flow)
-        out += safety.check(ws, flow, config)
+        walked = graph.walk(flow)
+        out += graph.check(ws, flow, walked)
+        out += safety.check(ws, flow, config, walked)
     out += safety.check_templates(ws)
     out += _style(ws)
     return out

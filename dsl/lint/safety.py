@@ -9,6 +9,7 @@ from dsl import ir, rules
 from dsl.diagnostics import Diagnostic, Span
 from dsl.ir_text import duration_text, trigger_text
 from dsl.lint.config import LintConfig
+from dsl.lint.graph import FlowGraph, walk
 
 WAITS = (ir.Wait, ir.WaitBusinessDays, ir.WaitUntilTime, ir.WaitUntilDate, ir.WaitFor)
 _MERGE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
@@ -19,65 +20,49 @@ def _span(node: ir.Node) -> Span:
 
 
 def _min_seconds(step: ir.Step) -> int:
-    match step:
-        case ir.Wait():
-            return step.seconds
-        case ir.WaitBusinessDays():
-            return step.days * 86400
+    if type(step) is ir.Wait:
+        return step.seconds
+    if type(step) is ir.WaitBusinessDays:
+        return step.days * 86400
     return 0
 
 
-def _order(flow: ir.Flow) -> tuple[list[str], dict[str, list[str]]]:
-    """Reachable steps in topological order of the graph without its back edges (loops cut once)."""
-    forward: dict[str, list[str]] = {}
-    post: list[str] = []
-    state: dict[str, int] = {}  # 1 on the DFS stack, 2 done
-    if flow.start is None or flow.start not in flow.steps:
-        return [], forward
-    stack: list[tuple[str, Iterator[str]]] = [
-        (flow.start, iter(ir.successors(flow.steps[flow.start])))
-    ]
-    state[flow.start] = 1
-    forward[flow.start] = []
-    while stack:
-        name, children = stack[-1]
-        child = next(children, None)
-        if child is None:
-            stack.pop()
-            state[name] = 2
-            post.append(name)
-        elif child in flow.steps and state.get(child) != 1:
-            forward[name].append(child)
-            if child not in state:
-                state[child] = 1
-                forward[child] = []
-                stack.append((child, iter(ir.successors(flow.steps[child]))))
-    return post[::-1], forward
-
-
-def _window_sends(flow: ir.Flow, forward: dict[str, list[str]], first: str, budget: int) -> int:
+def _window_sends(
+    forward: dict[str, list[str]],
+    sends: set[str],
+    delay: dict[str, int],
+    first: str,
+    budget: int,
+) -> int:
     """The most sends on one path from `first` (a send) before `budget` seconds of waiting pass."""
     best = 0
     seen: dict[tuple[str, int], int] = {}
     work = [(first, 0, 0)]
     visits = 0
     while work and visits < 100_000:
-        name, elapsed, sends = work.pop()
+        name, elapsed, count = work.pop()
         visits += 1
-        step = flow.steps[name]
-        elapsed += _min_seconds(step)
+        elapsed += delay.get(name, 0)
         if elapsed >= budget:
             continue
-        sends += isinstance(step, ir.Send)
-        best = max(best, sends)
-        if seen.get((name, elapsed), -1) >= sends:
+        if name in sends:
+            count += 1
+        if count > best:
+            best = count
+        if seen.get((name, elapsed), -1) >= count:
             continue
-        seen[(name, elapsed)] = sends
-        work.extend((child, elapsed, sends) for child in forward[name])
+        seen[(name, elapsed)] = count
+        work.extend((child, elapsed, count) for child in forward[name])
     return best
 
 
-def check(ws: ir.Workspace, flow: ir.Flow, config: LintConfig) -> Iterator[Diagnostic]:
+# Step kinds by exact type: a model's `isinstance` goes through `ABCMeta`, and these run per step.
+_WAIT_TYPES: frozenset[type] = frozenset(WAITS)
+
+
+def check(
+    ws: ir.Workspace, flow: ir.Flow, config: LintConfig, graph: FlowGraph | None = None
+) -> Iterator[Diagnostic]:
     path = flow.path
     reported: set[tuple[str, str]] = set()
 
@@ -86,40 +71,43 @@ def check(ws: ir.Workspace, flow: ir.Flow, config: LintConfig) -> Iterator[Diagn
             reported.add((code, step.name))
             yield rules.make(code, message, path, _span(step), hint=hint)
 
+    steps = flow.steps
+    sends = {name for name, step in steps.items() if type(step) is ir.Send}
+    waits = {name for name, step in steps.items() if type(step) in _WAIT_TYPES}
     cap = flow.policy.frequency_cap or ws.policy.frequency_cap
-    order, forward = _order(flow)
+    graph = graph or walk(flow)
+    order, forward = graph.order, graph.forward
     # A send reached from another send with no wait on the way (FB400).
     reaches: dict[str, str | None] = {}
     for name in reversed(order):
-        step = flow.steps[name]
+        found: str | None = None
         for child in forward[name]:
             later_name = reaches[child]
-            if isinstance(step, ir.Send) and later_name is not None:
-                later = flow.steps[later_name]
+            if later_name is None:
+                continue
+            if name in sends:
+                later = steps[later_name]
                 yield from once(
                     "FB400",
                     later,
-                    f"`{later.name}` is sent right after `{step.name}` with no wait between them",
+                    f"`{later.name}` is sent right after `{name}` with no wait between them",
                     "add a wait such as `wait 2d` between the two sends",
                 )
-        found = next((r for c in forward[name] if (r := reaches[c]) is not None), None)
-        reaches[name] = (
-            name if isinstance(step, ir.Send) else None if isinstance(step, WAITS) else found
-        )
+            if found is None:
+                found = later_name
+        reaches[name] = name if name in sends else None if name in waits else found
     # The most sends on any path (FB402) and within the frequency cap's period (FB401).
     most: dict[str, int] = {}
     for name in reversed(order):
-        most[name] = isinstance(flow.steps[name], ir.Send) + max(
-            (most[c] for c in forward[name]), default=0
-        )
+        deepest = 0
+        for child in forward[name]:
+            if most[child] > deepest:
+                deepest = most[child]
+        most[name] = (name in sends) + deepest
     if flow.kind == "cold" and order and most[order[0]] > config.max_cold_touches:
         total = most[order[0]]
-        over = [
-            n
-            for n in order
-            if isinstance(flow.steps[n], ir.Send) and most[n] == total - config.max_cold_touches
-        ]
-        step = flow.steps[over[0]] if over else flow.steps[order[0]]
+        over = [n for n in order if n in sends and most[n] == total - config.max_cold_touches]
+        step = steps[over[0]] if over else steps[order[0]]
         yield from once(
             "FB402",
             step,
@@ -127,10 +115,11 @@ def check(ws: ir.Workspace, flow: ir.Flow, config: LintConfig) -> Iterator[Diagn
             "keep cold sequences to 3–5 touches",
         )
     if cap is not None:
+        delay = {name: seconds for name in order if (seconds := _min_seconds(steps[name]))}
         for name in order:
-            step = flow.steps[name]
-            if isinstance(step, ir.Send):
-                count = _window_sends(flow, forward, name, cap.per_seconds)
+            step = steps[name]
+            if name in sends:
+                count = _window_sends(forward, sends, delay, name, cap.per_seconds)
                 if count > cap.count:
                     yield from once(
                         "FB401",
@@ -203,7 +192,7 @@ def _missing_fallback(text: str, ws: ir.Workspace) -> list[str]:
 
 def _merge_fields(ws: ir.Workspace, flow: ir.Flow) -> Iterator[Diagnostic]:
     for step in flow.steps.values():
-        if not isinstance(step, ir.Send):
+        if type(step) is not ir.Send:
             continue
         texts = [step.subject, step.preheader] + [
             t for v in step.variants for t in (v.subject, v.preheader)

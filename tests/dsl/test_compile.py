@@ -198,3 +198,19 @@ def test_the_ir_round_trips_through_its_json() -> None:
     assert compiled.workspace is not None
     again = ir.Workspace.model_validate_json(compiled.workspace.model_dump_json())
     assert again.content_hash() == compiled.workspace.content_hash()
+
+
+@pytest.mark.parametrize(
+    ("calendar", "message"),
+    [
+        ("XX", "no public-holiday calendar for country `XX`"),
+        ("US-ZZ", "`US` has no subdivision `ZZ`"),
+        ("korea", "is not a country code for holidays"),
+    ],
+)
+def test_business_days_need_a_holiday_calendar_that_exists(calendar: str, message: str) -> None:
+    text = f'flow f "F" {{\n  trigger event x\n  business days "{calendar}"\n  a: end\n}}\n'
+    [problem] = compile_text(text, "f.flow").diagnostics
+    assert problem.code == "FB212" and message in problem.message
+    ok = compile_text(text.replace(calendar, "US-CA"), "f.flow")
+    assert ok.ok

@@ -735,6 +735,7 @@ PROPERTIES = {
     "move_to_flow": [("flow", "other")],
     "webhook": [("url", '"v"')],
     "reach_goal": [("goal", "g2")],
+    "suppress": [("reason", ""), ("reason", '"r"')],
     "end": [("reason", ""), ("reason", '"r"')],
 }
 

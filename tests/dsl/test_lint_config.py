@@ -82,7 +82,7 @@ def test_the_defaults_select_every_rule_and_allow_five_cold_touches() -> None:
     [
         (
             'severity = { FB999 = "error" }',
-            "severity.FB999: unknown rule code; known codes are FB100…FB501",
+            "severity.FB999: unknown rule code; known codes are FB100…FB603",
         ),
         (
             'severity = { FB302 = "fatal" }',
@@ -105,8 +105,8 @@ def test_the_defaults_select_every_rule_and_allow_five_cold_touches() -> None:
         ("ignore = [302]", "ignore[0]: expected a string, found an integer (302)"),
         (
             'ignore = ["FB302", "FB9"]',
-            "ignore[1]: 'FB9' matches no rule; expected a code (FB100…FB501), a prefix such as "
-            "FB4, a family (syntax, semantic, graph, safety, style) or a rule name",
+            "ignore[1]: 'FB9' matches no rule; expected a code (FB100…FB603), a prefix such as "
+            "FB4, a family (syntax, semantic, graph, safety, template, style) or a rule name",
         ),
         ('select = ["saftey"]', "select[0]: 'saftey' matches no rule; expected a code"),
         ('select = ["saftey"]', "or a rule name; did you mean 'safety'?"),

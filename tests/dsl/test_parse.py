@@ -1,7 +1,20 @@
 from __future__ import annotations
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lark import Token, Tree
+
 from dsl.diagnostics import long_form
-from dsl.parse import keywords, parse_tree
+from dsl.parse import (
+    MAX_NESTING,
+    MAX_TREE_DEPTH,
+    _has_long_line,
+    _scan,
+    keywords,
+    parse_tree,
+    parser,
+)
 
 BROKEN = """\
 flow welcome "Welcome" {
@@ -131,3 +144,125 @@ def test_a_file_with_crlf_line_endings_parses() -> None:
 
 def test_keywords_include_the_step_actions() -> None:
     assert {"send", "wait", "branch", "split", "update", "end", "trigger"} <= keywords()
+
+
+# ---------------------------------------------------------------------------- the quick scan
+
+
+def scanned_one_character_at_a_time(
+    text: str,
+) -> tuple[list[tuple[int, int, str, bool]], list[str]]:
+    """The scan's meaning, read one character at a time: comments (line, col, text, trailing) and
+    the brace problems (code line:col), strings respected, stopping at too-deep nesting."""
+    comments: list[tuple[int, int, str, bool]] = []
+    problems: list[str] = []
+    opened: list[tuple[str, int, int]] = []
+    line, col, code_on_line, in_string, i = 1, 1, False, False, 0
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            if ch == "\\" and i + 1 < len(text) and text[i + 1] != "\n":
+                i, col = i + 2, col + 2
+                continue
+            if ch in '"\n':
+                in_string = False
+        elif ch == "#":
+            end = text.find("\n", i)
+            end = len(text) if end == -1 else end
+            comments.append((line, col, text[i:end].rstrip("\r"), code_on_line))
+            col, i = col + end - i, end
+            continue
+        elif ch == '"':
+            in_string = code_on_line = True
+        elif ch in "{([":
+            opened.append((ch, line, col))
+            code_on_line = True
+            if len(opened) > MAX_NESTING:
+                return comments, [*problems, f"FB104 {line}:{col}"]
+        elif ch in "})]":
+            code_on_line = True
+            if opened and opened[-1][0] == {"}": "{", ")": "(", "]": "["}[ch]:
+                opened.pop()
+            elif ch == "}":
+                problems.append(f"FB102 {line}:{col}")
+        elif not ch.isspace():
+            code_on_line = True
+        if ch == "\n":
+            line, col, code_on_line = line + 1, 1, False
+        else:
+            col += 1
+        i += 1
+    problems += [f"FB102 {ln}:{cl}" for ch, ln, cl in opened if ch == "{"]
+    return comments, problems
+
+
+SCAN_ALPHABET = st.sampled_from(list('"\\#{}()[]\n \t\rab1\xa0\u3000'))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(SCAN_ALPHABET, max_size=60).map("".join))
+def test_the_scan_finds_what_a_character_by_character_reading_finds(text: str) -> None:
+    scan = _scan(text, "s.flow")
+    comments = [(c.line, c.col, c.text, c.trailing) for c in scan.comments]
+    problems = [f"{d.code} {d.line}:{d.col}" for d in scan.problems]
+    assert (comments, problems) == scanned_one_character_at_a_time(text)
+
+
+@pytest.mark.parametrize("tail", ["[[[[[", "(x)", "[1, 2]", "()", "{}"])
+def test_the_scan_stops_at_the_first_bracket_past_the_nesting_limit(tail: str) -> None:
+    text = "segment s where " + "[" * MAX_NESTING + tail
+    expected = [f"FB104 1:{17 + MAX_NESTING}"]
+    assert scanned_one_character_at_a_time(text)[1] == expected
+    assert [f"{d.code} {d.line}:{d.col}" for d in _scan(text, "s.flow").problems] == expected
+
+
+# ---------------------------------------------------------------------------- tree depth
+
+
+def depth(node: Tree[Token]) -> int:
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        tree, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((c, level + 1) for c in tree.children if isinstance(c, Tree))
+    return deepest
+
+
+# How each operator wraps a condition: (text, the precedence its operand needs, its own).
+# Precedence, highest first: 5 unary, 4 sum, 3 comparison, 2 not, 1 and.
+WRAPS = [
+    ("-{}", 5, 5),
+    ("not {}", 2, 2),
+    ("[{}]", 0, 5),
+    ("{}+1", 4, 4),
+    ("opened({})", 0, 5),
+    ("{} == 1", 4, 3),
+    ("{} and x", 2, 1),
+]
+
+
+@st.composite
+def nested_conditions(draw: st.DrawFn) -> str:
+    """A condition built by wrapping operators around each other, as tightly written as it goes."""
+    text, level = "x", 5
+    for wrap, needs, gives in (WRAPS[i] for i in draw(st.lists(st.integers(0, 6), max_size=60))):
+        operand = text if level >= needs else f"({text})"
+        text, level = wrap.format(operand), gives
+    return text
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nested_conditions())
+def test_a_tree_is_never_deeper_than_its_longest_line_is_long(condition: str) -> None:
+    """Why only a file with a long line needs its tree depth measured: nesting grows a line."""
+    text = f'flow f "F" {{\n  a: branch {{\n    if {condition} -> b\n  }}\n  b: end\n}}\n'
+    tree = parser().parse(text)
+    longest = max(len(line) for line in text.split("\n"))
+    assert depth(tree) <= longest + 8
+    assert _has_long_line(text) == (longest >= MAX_TREE_DEPTH - 32)
+
+
+def test_a_deep_tree_on_a_long_line_is_still_measured_and_refused() -> None:
+    text = "segment s where " + "not " * 300 + "true\n"
+    assert _has_long_line(text)
+    assert [d.code for d in parse_tree(text, "deep.flow").diagnostics] == ["FB104"]

@@ -1,0 +1,72 @@
+"""The one-call-per-rule tree builder gives Lark's trees: same shape, same positions, same
+placeholders; and the parse diagnostics built on them are the ones Lark's trees give."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lark import Lark, Tree
+from lark.exceptions import UnexpectedInput
+
+import dsl.parse
+from dsl.grammar import load_parser
+from dsl.parse import parse_tree, parser
+from tests.dsl.lark_reference import corpus, reference, shape
+from tests.dsl.strategies import flow_texts
+
+
+def parsed(lark: Lark, text: str) -> object:
+    work = text if text.endswith("\n") else text + "\n"
+    try:
+        return shape(lark.parse(work))
+    except UnexpectedInput as error:
+        return type(error).__name__, error.line, error.column
+
+
+@pytest.mark.parametrize(("name", "text"), corpus(), ids=[name for name, _ in corpus()])
+def test_every_project_file_parses_to_lark_s_tree(name: str, text: str) -> None:
+    tree = parsed(parser(), text)
+    assert "invalid" in name or tree[0] == "start", tree  # type: ignore[index]
+    assert tree == parsed(reference(), text)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(flow_texts())
+def test_generated_flows_parse_to_lark_s_tree(text: str) -> None:
+    assert parsed(parser(), text) == parsed(reference(), text)
+
+
+def test_no_inlined_rule_is_left_in_a_tree() -> None:
+    for _, text in corpus():
+        tree = parse_tree(text).tree
+        for node in tree.iter_subtrees() if tree is not None else ():
+            assert type(node) is Tree
+            assert not str(node.data).startswith("_"), node.data
+            assert isinstance(node.data, str) and type(node.data) is str
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(flow_texts(), st.integers(0, 10_000), st.integers(0, 3), st.sampled_from(list("{}():#\n")))
+def test_syntax_diagnostics_are_the_ones_lark_s_trees_give(
+    text: str, at: int, cut: int, insert: str
+) -> None:
+    at %= len(text) + 1
+    damaged = text[:at] + insert + text[at + cut :]
+    ours = parse_tree(damaged, "d.flow").diagnostics
+    with mock.patch.object(dsl.parse, "parser", reference):
+        theirs = parse_tree(damaged, "d.flow").diagnostics
+    assert ours == theirs
+
+
+def test_a_parser_loaded_from_lark_s_cache_builds_the_same_trees(tmp_path: Path) -> None:
+    cache = str(tmp_path / "flow.lark.cache")
+    fresh = load_parser(cache=cache)
+    assert Path(cache).exists()
+    cached = load_parser(cache=cache)
+    for _, text in corpus()[:4]:
+        work = text if text.endswith("\n") else text + "\n"
+        assert shape(cached.parse(work)) == shape(fresh.parse(work)) == parsed(reference(), text)
