@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from apscheduler.triggers.cron import CronTrigger
+
 from dsl import ir
 from flowbuilder.engine.decide import decide
 from flowbuilder.engine.decisions import (
@@ -28,10 +30,28 @@ from flowbuilder.engine.decisions import (
     MoveToFlow,
     ReachGoal,
     SendEmail,
+    Suppress,
     UpdateLead,
 )
-from flowbuilder.engine.entry import admit, matching_trigger, start
-from flowbuilder.engine.facts import Event, LeadFacts
+from flowbuilder.engine.entry import (
+    admit,
+    date_trigger_fires,
+    inactive_since,
+    matching_trigger,
+    start,
+)
+from flowbuilder.engine.facts import Event, LeadFacts, Population, updated
+from flowbuilder.engine.rules import (
+    LEAD_RULES,
+    SCORE_ADJUSTED,
+    RuleId,
+    RuleSet,
+    account_event_types,
+    membership_event,
+    next_check,
+    population_values,
+    reevaluate,
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +61,7 @@ class Lead:
     timezone: str | None = None
     lists: frozenset[str] = frozenset()
     stage: str | None = None
+    account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,13 +114,9 @@ class Result:
         return out
 
 
-@dataclass(order=True)
-class _Item:
-    at: datetime
-    seq: int
-    kind: str = field(compare=False)
-    lead: str = field(compare=False)
-    payload: Any = field(compare=False)
+# The queue holds (time, sequence number, kind, lead, payload): tuples compare in C, and the unique
+# sequence number keeps equal times in the order they were pushed.
+_Item = tuple[datetime, int, str, str, Any]
 
 
 class Simulation:
@@ -113,19 +130,28 @@ class Simulation:
                 timezone=lead.timezone,
                 lists=lead.lists,
                 stage=lead.stage,
+                account=lead.account,
             )
             for lead in leads
         }
+        self.rules = RuleSet.of(ws)
+        self.account_types = account_event_types(ws)
+        self.colleagues: dict[str, list[str]] = {}
+        for lead in leads:
+            if lead.account:
+                self.colleagues.setdefault(lead.account, []).append(lead.id)
+        self.rules_at: dict[str, datetime] = {}  # lead → when its rules are looked at next
         self.queue: list[_Item] = []
         self.seq = 0
         self.start_at = start_at
         self.reactions: dict[tuple[str, str], list[Reaction]] = {}
         self.result = Result()
         self.active: dict[tuple[str, str], Enrollment] = {}
+        self.flows_of: dict[str, set[str]] = {}  # lead → flows it is active in
 
     def push(self, at: datetime, kind: str, lead: str, payload: Any) -> None:
         self.seq += 1
-        heapq.heappush(self.queue, _Item(at, self.seq, kind, lead, payload))
+        heapq.heappush(self.queue, (at, self.seq, kind, lead, payload))
 
     def add_events(self, events: Iterable[tuple[str, Event]]) -> None:
         for lead, event in events:
@@ -136,16 +162,130 @@ class Simulation:
             self.reactions.setdefault((r.lead, r.step), []).append(r)
 
     def run(self, until: datetime) -> Result:
-        while self.queue and self.queue[0].at <= until:
-            item = heapq.heappop(self.queue)
-            if item.kind == "event":
-                self._on_event(item.lead, item.payload, item.at)
+        self._schedule_time_triggers(until)
+        self._start_rules(until)
+        while self.queue and self.queue[0][0] <= until:
+            at, _, kind, lead, payload = heapq.heappop(self.queue)
+            if kind == "event":
+                self._on_event(lead, payload, at)
+            elif kind == "trigger":
+                flow, reason = payload
+                self._enter(self.ws.flows[flow], lead, at, reason)
+            elif kind == "schedule":
+                self._on_schedule(payload, at)
+            elif kind == "inactive":
+                self._on_inactive(lead, payload, at)
+            elif kind == "rules":
+                if self.rules_at.get(lead) == at:
+                    self._rules(lead, at, self.rules.timed())
+            elif kind == "population":
+                self._population(at)
             else:
-                key = item.payload
-                enrollment = self.active.get(key)
-                if enrollment is not None and enrollment.due_at == item.at:
-                    self._decide(key, item.at)
+                enrollment = self.active.get(payload)
+                if enrollment is not None and enrollment.due_at == at:
+                    self._decide(payload, at)
         return self.result
+
+    # ------------------------------------------------------------------ lead rules
+
+    def _start_rules(self, until: datetime) -> None:
+        """Classify every lead at the start, as publishing the workspace does, and look at the
+        population every day at 00:00 UTC."""
+        if self.rules.empty:
+            return
+        if self.rules.measures:
+            self._population(self.start_at, recheck=False)
+            day = self.start_at.replace(hour=0, minute=0, second=0, microsecond=0)
+            while (day := day + timedelta(days=1)) <= until:
+                self.push(day, "population", "", None)
+        for lead_id in sorted(self.facts):
+            self._rules(lead_id, self.start_at, None)
+
+    def _population(self, at: datetime, *, recheck: bool = True) -> None:
+        values = population_values(self.rules, self.facts.values(), at)
+        population = Population(values)
+        for lead_id in sorted(self.facts):
+            self.facts[lead_id] = dataclasses.replace(self.facts[lead_id], population=population)
+        if recheck:
+            reading = {r for r, x in self.rules.reads.items() if x.population}
+            for lead_id in sorted(self.facts):
+                self._rules(lead_id, at, reading)
+
+    def _rules(self, lead_id: str, at: datetime, only: Iterable[RuleId] | None) -> None:
+        """Re-check the lead's rules; each change is recorded and becomes an event of its own."""
+        if self.rules.empty:
+            return
+        facts, changes = reevaluate(self.rules, self.facts[lead_id], at, only)
+        self.facts[lead_id] = facts
+        for change in changes:
+            self._record(at, lead_id, LEAD_RULES, None, change.what, change.reason)
+            self.push(at, "event", lead_id, membership_event(change, at))
+        nxt = next_check(self.rules, facts, at)
+        if nxt is not None and self.rules_at.get(lead_id) != nxt:
+            self.rules_at[lead_id] = nxt
+            self.push(nxt, "rules", lead_id, None)
+
+    # ------------------------------------------------------------------ time-driven triggers
+
+    def _schedule_time_triggers(self, until: datetime) -> None:
+        """Dates, anniversaries and schedules that fire within the run; inactivity checks."""
+        for flow in self.ws.flows.values():
+            for n, trigger in enumerate(flow.triggers):
+                match trigger:
+                    case ir.DateTrigger() | ir.AnniversaryTrigger():
+                        for lead_id in sorted(self.facts):
+                            after = self.start_at
+                            # An anniversary fires once a year: every firing within the run.
+                            while moment := date_trigger_fires(
+                                trigger, self.facts[lead_id], after, until
+                            ):
+                                reason = f"trigger {trigger.source} on {moment.date().isoformat()}"
+                                self.push(moment, "trigger", lead_id, (flow.name, reason))
+                                after = moment
+                    case ir.ScheduleTrigger():
+                        cron = CronTrigger.from_crontab(
+                            trigger.cron, timezone=self.ws.policy.timezone or "UTC"
+                        )
+                        fire = cron.get_next_fire_time(None, self.start_at + timedelta(seconds=1))
+                        while fire is not None and fire <= until:
+                            self.push(fire, "schedule", "", (flow.name, n))
+                            fire = cron.get_next_fire_time(fire, fire + timedelta(seconds=1))
+                    case ir.InactiveTrigger():
+                        for lead_id in sorted(self.facts):
+                            self._check_inactive_later(lead_id, flow.name, trigger)
+
+    def _check_inactive_later(self, lead_id: str, flow: str, trigger: ir.InactiveTrigger) -> None:
+        since = inactive_since(self.facts[lead_id], self.start_at)
+        if since is not None:
+            moment = since + timedelta(seconds=trigger.seconds)
+            if moment > self.start_at:
+                self.push(moment, "inactive", lead_id, (flow, trigger.seconds))
+
+    def _on_inactive(self, lead_id: str, payload: tuple[str, int], at: datetime) -> None:
+        flow, seconds = payload
+        since = inactive_since(self.facts[lead_id], at)
+        if since is not None and since + timedelta(seconds=seconds) == at:
+            self._enter(
+                self.ws.flows[flow],
+                lead_id,
+                at,
+                f"trigger inactive: no open or click since {since:%Y-%m-%d}",
+            )
+
+    def _on_schedule(self, payload: tuple[str, int], at: datetime) -> None:
+        flow_name, n = payload
+        flow = self.ws.flows[flow_name]
+        trigger = flow.triggers[n]
+        assert isinstance(trigger, ir.ScheduleTrigger)
+        for lead_id in sorted(self.facts):
+            facts = self.facts[lead_id]
+            audience = trigger.audience
+            if audience is None or (
+                (audience.kind == "list" and audience.name in facts.lists)
+                or (audience.kind == "segment" and audience.name in facts.segments)
+                or (audience.kind == "stage" and facts.stage == audience.name)
+            ):
+                self._enter(flow, lead_id, at, f"trigger schedule `{trigger.cron}`")
 
     # ------------------------------------------------------------------ driving
 
@@ -156,10 +296,37 @@ class Simulation:
 
     def _on_event(self, lead_id: str, event: Event, at: datetime) -> None:
         facts = self.facts[lead_id]
-        self.facts[lead_id] = dataclasses.replace(facts, events=(*facts.events, event))
-        for (lead, flow_name), enrollment in sorted(self.active.items()):
-            if lead == lead_id and enrollment.status == "active":
-                self._decide((lead, flow_name), at)
+        self.facts[lead_id] = facts.with_event(event)
+        affected = self.rules.affected_by([event])
+        if affected:
+            self._rules(lead_id, at, affected)
+        if event.type in ("open", "click") and not event.machine:
+            for flow in self.ws.flows.values():
+                for trigger in flow.triggers:
+                    if isinstance(trigger, ir.InactiveTrigger):
+                        self.push(
+                            at + timedelta(seconds=trigger.seconds),
+                            "inactive",
+                            lead_id,
+                            (flow.name, trigger.seconds),
+                        )
+        for flow_name in sorted(self.flows_of.get(lead_id, ())):
+            enrollment = self.active.get((lead_id, flow_name))
+            if enrollment is not None and enrollment.status == "active":
+                self._decide((lead_id, flow_name), at)
+        account = self.facts[lead_id].account
+        if event.type in self.account_types and account:
+            # An account-wide exit reads this event for every colleague of the lead.
+            for other in self.colleagues.get(account, []):
+                if other == lead_id:
+                    continue
+                facts_of = self.facts[other]
+                self.facts[other] = dataclasses.replace(
+                    facts_of, account_events=(*facts_of.account_events, event)
+                )
+                for flow_name in sorted(self.flows_of.get(other, ())):
+                    if (other, flow_name) in self.active:
+                        self._decide((other, flow_name), at)
         for flow in self.ws.flows.values():
             matched = matching_trigger(flow, event, self.facts[lead_id], at)
             if matched is not None:
@@ -175,6 +342,7 @@ class Simulation:
         enrollment = start(flow, lead_id, at)
         self.result.enrollments.setdefault(key, []).append(enrollment)
         self.active[key] = enrollment
+        self.flows_of.setdefault(lead_id, set()).add(flow.name)
         self._record(at, lead_id, flow.name, flow.start, "enter", reason)
         self._decide(key, at)
 
@@ -187,7 +355,7 @@ class Simulation:
             self.facts[lead_id],
             at,
             policy=self.ws.policy,
-            settings=dict(self.ws.settings),
+            settings=self.ws.settings,
         )
         self.active[key] = outcome.enrollment
         self.result.enrollments[key][-1] = outcome.enrollment
@@ -196,6 +364,7 @@ class Simulation:
             follow_ups.extend(self._apply(lead_id, flow_name, d, at))
         if outcome.enrollment.status != "active":
             del self.active[key]
+            self.flows_of[lead_id].discard(flow_name)
         elif outcome.enrollment.due_at is not None:
             self.push(outcome.enrollment.due_at, "due", lead_id, key)
         for lead, event in follow_ups:
@@ -215,7 +384,7 @@ class Simulation:
                     flow=flow,
                     step=d.step,
                 )
-                self.facts[lead_id] = dataclasses.replace(facts, events=(*facts.events, sent))
+                self.facts[lead_id] = facts.with_event(sent)
                 for r in self.reactions.get((lead_id, d.step or ""), []):
                     if r.flow in (None, flow):
                         follow.append(
@@ -233,6 +402,10 @@ class Simulation:
                     d.status, d.status
                 )
                 self._record(at, lead_id, flow, d.step, what, d.reason)
+            case Suppress():
+                self._record(at, lead_id, flow, d.step, "suppress", d.reason)
+                self.facts[lead_id] = dataclasses.replace(facts, suppressed=True)
+                follow.append((lead_id, Event("suppressed", at, {"reason": d.why})))
             case ReachGoal():
                 self._record(at, lead_id, flow, d.step, "goal", f"goal {d.goal}: {d.reason}")
             case MoveToFlow():
@@ -254,25 +427,19 @@ class Simulation:
         return follow
 
     def _update(self, lead_id: str, d: UpdateLead, at: datetime) -> list[tuple[str, Event]]:
-        facts = self.facts[lead_id]
+        before = self.facts[lead_id]
+        self.facts[lead_id] = updated(before, d.attribute, d.op, d.value)
         name = d.attribute.removeprefix("lead.")
         if name == "stage":
-            self.facts[lead_id] = dataclasses.replace(facts, stage=d.value)
-            if d.value != facts.stage:
-                return [
-                    (lead_id, Event("stage.changed", at, {"stage": d.value, "from": facts.stage}))
-                ]
-        elif name == "score":
-            delta = float(d.value or 0)
-            score = delta if d.op == "=" else facts.score + (delta if d.op == "+=" else -delta)
-            self.facts[lead_id] = dataclasses.replace(facts, score=score)
-        elif name == "tags":
-            tags = facts.tags | {str(d.value)} if d.op == "+=" else facts.tags - {str(d.value)}
-            self.facts[lead_id] = dataclasses.replace(facts, tags=frozenset(tags))
-        else:
-            self.facts[lead_id] = dataclasses.replace(
-                facts, attributes={**facts.attributes, name: d.value}
-            )
+            if d.value == before.stage:
+                return []
+            return [(lead_id, Event("stage.changed", at, {"stage": d.value, "from": before.stage}))]
+        if name == "score":
+            delta = self.facts[lead_id].score - before.score
+            return [(lead_id, Event(SCORE_ADJUSTED, at, {"delta": delta}))] if delta else []
+        affected = self.rules.reading_attributes([name])
+        if affected:
+            self._rules(lead_id, at, affected)
         return []
 
 

@@ -87,6 +87,8 @@ def sendable_from(
     Allowed means: inside the send window (on its weekdays), outside quiet hours, and on a business
     day when the policy asks for business days. Searched in 15-minute local steps over two weeks.
     """
+    if send_window is None and quiet_hours is None and business_days is None:
+        return now
     zone = ZoneInfo(tz)
     local = now.astimezone(zone)
     candidate = local

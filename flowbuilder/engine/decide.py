@@ -28,10 +28,11 @@ from flowbuilder.engine.decisions import (
     ReachGoal,
     SendEmail,
     Status,
+    Suppress,
     UpdateLead,
 )
 from flowbuilder.engine.evaluate import Context, as_datetime, evaluate, holds
-from flowbuilder.engine.facts import LeadFacts
+from flowbuilder.engine.facts import LeadFacts, updated
 
 # A flow without waits in a loop is refused by lint (FB305); this bounds one call all the same.
 MAX_STEPS_PER_CALL = 500
@@ -115,9 +116,8 @@ def decide(
         target, at, reason = moved
         run.decisions.append(Advance(step.name, reason, to=target or "(end)", at=at))
         if target is not None:
-            visits = dict(run.context.get("visits", {}))
+            visits = run.context["visits"] = dict(run.context.get("visits", ()))
             visits[target] = visits.get(target, 0) + 1
-            run.context["visits"] = visits
         step_name, arrived = target, at
     return _leave(
         run, step_name, "exited", f"more than {MAX_STEPS_PER_CALL} steps without a wait", arrived
@@ -129,7 +129,10 @@ def decide(
 
 def _exits(run: _Run) -> Outcome | None:
     for rule in run.flow.exits:
-        verdict = holds(rule.condition, run.ctx())
+        ctx = run.ctx()
+        if rule.scope == "account":
+            ctx.facts = run.facts.for_account()
+        verdict = holds(rule.condition, ctx)
         if verdict.value:
             scope = " (for the account)" if rule.scope == "account" else ""
             reason = f"exit when {expr_text(rule.condition)}{scope}: {verdict.reason()}"
@@ -138,6 +141,8 @@ def _exits(run: _Run) -> Outcome | None:
 
 
 def _goals(run: _Run) -> None:
+    if not run.flow.goals:
+        return
     reached = set(run.context.get("goals", []))
     for goal in run.flow.goals:
         if goal.name in reached:
@@ -157,9 +162,17 @@ def _goals(run: _Run) -> None:
     run.context["goals"] = sorted(reached)
 
 
+def _moved(enrollment: Enrollment, **changes: Any) -> Enrollment:
+    """`dataclasses.replace` without its per-call field introspection (this runs per decision)."""
+    new = object.__new__(Enrollment)
+    new.__dict__.update(enrollment.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
 def _leave(run: _Run, step: str | None, status: Status, reason: str, at: datetime) -> Outcome:
     run.decisions.append(Leave(step, reason, status=status))
-    enrollment = dataclasses.replace(
+    enrollment = _moved(
         run.enrollment,
         step=step,
         status=status,
@@ -180,8 +193,11 @@ def _hold(
     *,
     facts: bool = False,
 ) -> Outcome:
+    if until is not None and until <= run.now:
+        # Both drivers decide again at `until`; a hold that is already due would never progress.
+        raise AssertionError(f"{run.flow.name}.{step}: hold until {until} is not after {run.now}")
     run.decisions.append(Hold(step, reason, until=until))
-    enrollment = dataclasses.replace(
+    enrollment = _moved(
         run.enrollment,
         step=step,
         step_entered_at=arrived,
@@ -281,6 +297,12 @@ def _step(run: _Run, step: ir.Step, arrived: datetime) -> Outcome | _Move:
                 )
                 run.context["goals"] = sorted(goals | {step.goal})
             return step.next, arrived, f"goal {step.goal} reached"
+        case ir.Suppress():
+            why = step.reason or f"suppressed by flow {run.flow.name}, step {step.name}"
+            if not run.facts.suppressed:
+                run.decisions.append(Suppress(step.name, f"suppressed: {why}", why=why))
+                run.facts = dataclasses.replace(run.facts, suppressed=True)
+            return step.next, arrived, "address suppressed"
         case ir.End():
             return _leave(run, step.name, "completed", step.reason or "reached `end`", arrived)
     raise AssertionError(step)
@@ -290,7 +312,8 @@ def _timer(
     run: _Run, step: ir.Step, arrived: datetime, due: datetime, done: str
 ) -> Outcome | _Move:
     if run.now >= due:
-        return ir.successors(step)[0] if ir.successors(step) else None, due, done
+        following = ir.successors(step)
+        return following[0] if following else None, due, done
     return _hold(run, step.name, arrived, due, f"waiting until {due.isoformat()}")
 
 
@@ -300,7 +323,7 @@ def _wait_for(run: _Run, step: ir.WaitFor, arrived: datetime) -> Outcome | _Move
         return (
             step.next,
             max(arrived, run.now),
-            f"`{expr_text(step.condition)}` holds: {verdict.reason()}",
+            f"`{_text(step.condition)}` holds: {verdict.reason()}",
         )
     if step.timeout_seconds is not None:
         deadline = arrived + timedelta(seconds=step.timeout_seconds)
@@ -308,19 +331,32 @@ def _wait_for(run: _Run, step: ir.WaitFor, arrived: datetime) -> Outcome | _Move
             return (
                 step.timeout_next,
                 deadline,
-                f"no `{expr_text(step.condition)}` within {duration_text(step.timeout_seconds)}",
+                f"no `{_text(step.condition)}` within {duration_text(step.timeout_seconds)}",
             )
         return _hold(
             run,
             step.name,
             arrived,
             deadline,
-            f"waiting up to {deadline.isoformat()} for {expr_text(step.condition)}",
+            f"waiting up to {deadline.isoformat()} for {_text(step.condition)}",
             facts=True,
         )
-    return _hold(
-        run, step.name, arrived, None, f"waiting for {expr_text(step.condition)}", facts=True
-    )
+    return _hold(run, step.name, arrived, None, f"waiting for {_text(step.condition)}", facts=True)
+
+
+_TEXTS: dict[int, tuple[ir.Expr, str]] = {}
+
+
+def _text(expr: ir.Expr) -> str:
+    """`expr_text`, remembered per condition: a wait's reason is written at every decision."""
+    hit = _TEXTS.get(id(expr))
+    if hit is not None and hit[0] is expr:
+        return hit[1]
+    if len(_TEXTS) > 10_000:  # workspaces come and go in a long-running process
+        _TEXTS.clear()
+    text = expr_text(expr)
+    _TEXTS[id(expr)] = (expr, text)
+    return text
 
 
 def _key(run: _Run, step: str) -> str:
@@ -331,6 +367,9 @@ def _key(run: _Run, step: str) -> str:
 
 
 def _send(run: _Run, step: ir.Send, arrived: datetime) -> Outcome | _Move:
+    unsent = _unsendable(run)
+    if unsent is not None:
+        return step.next, arrived, f"not sent: {unsent}"
     flow_policy, ws = run.flow.policy, run.policy
     window = flow_policy.send_window or ws.send_window
     quiet = flow_policy.quiet_hours or ws.quiet_hours
@@ -347,13 +386,16 @@ def _send(run: _Run, step: ir.Send, arrived: datetime) -> Outcome | _Move:
     for cap in (flow_policy.frequency_cap, ws.frequency_cap):
         if cap is None:
             continue
+        # The cap counts sends in the half-open window (now - per, now]: a send exactly `per` ago
+        # no longer counts, so the moment the cap names as the next send is one it allows.
         since = run.now - timedelta(seconds=cap.per_seconds)
         recent = sorted(
             [
                 e.at
                 for e in run.facts.matching(["send"], since=since, until=run.now, humans_only=False)
+                if e.at > since
             ]
-            + [t for t in run.sent if t >= since]
+            + [t for t in run.sent if t > since]
         )
         if len(recent) >= cap.count:
             until = recent[len(recent) - cap.count] + timedelta(seconds=cap.per_seconds)
@@ -365,7 +407,7 @@ def _send(run: _Run, step: ir.Send, arrived: datetime) -> Outcome | _Move:
                 f"frequency cap {cap.count} per {duration_text(cap.per_seconds)} reached ({len(recent)} sent); next send at {until.isoformat()}",
             )
     variant = _variant(run, step)
-    chosen = variant or ir.Variant(name="", percent=100)
+    chosen = variant or _NO_VARIANT
     run.decisions.append(
         SendEmail(
             step.name,
@@ -381,6 +423,18 @@ def _send(run: _Run, step: ir.Send, arrived: datetime) -> Outcome | _Move:
     )
     run.sent.append(run.now)
     return step.next, max(arrived, run.now), "sent"
+
+
+_NO_VARIANT = ir.Variant(name="", percent=100)
+
+
+def _unsendable(run: _Run) -> str | None:
+    """Why no email may go to this lead at all; the lead still walks the flow."""
+    if run.facts.suppressed:
+        return "the address is suppressed"
+    if run.facts.unsubscribed and run.flow.kind != "transactional":
+        return f"the lead unsubscribed, and `{run.flow.name}` is a {run.flow.kind} flow"
+    return None
 
 
 def _variant(run: _Run, step: ir.Send) -> ir.Variant | None:
@@ -422,25 +476,11 @@ def _split(run: _Run, step: ir.Split, arrived: datetime) -> Outcome | _Move:
 def _update(run: _Run, step: ir.Update, arrived: datetime) -> _Move:
     value = evaluate(step.value, run.ctx())
     name = step.target.attrs[0]
-    facts = run.facts
-    match name:
-        case "score":
-            delta = float(value or 0)
-            score = (
-                delta if step.op == "=" else facts.score + (delta if step.op == "+=" else -delta)
-            )
-            run.facts = dataclasses.replace(facts, score=score)
-        case "stage":
-            run.facts = dataclasses.replace(facts, stage=value)
-        case "tags":
-            tags = facts.tags | {str(value)} if step.op == "+=" else facts.tags - {str(value)}
-            run.facts = dataclasses.replace(facts, tags=frozenset(tags))
-        case _:
-            current = facts.attributes.get(name)
-            if step.op != "=":
-                base = current if isinstance(current, int | float) else 0
-                value = base + value if step.op == "+=" else base - value
-            run.facts = dataclasses.replace(facts, attributes={**facts.attributes, name: value})
+    if name not in ("score", "stage", "tags") and step.op != "=":
+        current = run.facts.attributes.get(name)
+        base = current if isinstance(current, int | float) else 0
+        value = base + value if step.op == "+=" else base - value
+    run.facts = updated(run.facts, step.target.dotted(), step.op, value)
     text = f"{step.target.dotted()} {step.op} {value!r}"
     run.decisions.append(
         UpdateLead(step.name, text, attribute=step.target.dotted(), op=step.op, value=value)

@@ -72,6 +72,13 @@ class ReachGoal(Decision):
 
 
 @dataclass(frozen=True)
+class Suppress(Decision):
+    """The lead's address goes on the suppression list; `why` is what the list records."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class MoveToFlow(Decision):
     flow: str
 

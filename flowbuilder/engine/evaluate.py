@@ -30,10 +30,17 @@ REACTIONS = {
 
 @dataclass(frozen=True)
 class Check:
-    """One evaluated part of a condition and the value that decided it, for the why-trace."""
+    """One evaluated part of a condition and the value that decided it, for the why-trace.
 
-    text: str
+    The words are written only when a reason is read: segment tests and trigger filters evaluate
+    far more conditions than end up in a decision log."""
+
+    expr: ir.Expr
     value: Any
+
+    @property
+    def text(self) -> str:
+        return expr_text(self.expr)
 
     def __str__(self) -> str:
         return f"{self.text} = {_show(self.value)}"
@@ -67,38 +74,48 @@ def holds(expr: ir.Expr, ctx: Context) -> Verdict:
 
 
 def evaluate(expr: ir.Expr, ctx: Context) -> Any:
-    match expr:
-        case ir.Const():
-            return _const(expr)
-        case ir.Path():
-            return _path(expr, ctx)
-        case ir.Ref():
-            return expr.name
-        case ir.ListExpr():
-            return [evaluate(i, ctx) for i in expr.items]
-        case ir.Not():
-            return not _truthy(evaluate(expr.operand, ctx))
-        case ir.Negate():
-            value = evaluate(expr.operand, ctx)
-            return None if value is None else -value
-        case ir.Logic():
-            if expr.op == "and":
-                return all(_truthy(evaluate(o, ctx)) for o in expr.operands)
-            return any(_truthy(evaluate(o, ctx)) for o in expr.operands)
-        case ir.Compare():
-            left, right = evaluate(expr.left, ctx), evaluate(expr.right, ctx)
-            result = _compare(expr.op, left, right)
-            if not isinstance(expr.left, ir.Const):
-                ctx.checks.append(Check(expr_text(expr.left), left))
-            return result
-        case ir.Arith():
-            return _arith(expr.op, evaluate(expr.left, ctx), evaluate(expr.right, ctx))
-        case ir.Call():
-            value = _call(expr, ctx)
-            if isinstance(value, bool):
-                ctx.checks.append(Check(expr_text(expr), value))
-            return value
-    raise AssertionError(expr)
+    # One dictionary lookup per node: conditions are evaluated for every lead at every decision.
+    return _EVALUATORS[type(expr)](expr, ctx)
+
+
+def _eval_logic(expr: ir.Logic, ctx: Context) -> bool:
+    if expr.op == "and":
+        return all(_truthy(evaluate(o, ctx)) for o in expr.operands)
+    return any(_truthy(evaluate(o, ctx)) for o in expr.operands)
+
+
+def _eval_compare(expr: ir.Compare, ctx: Context) -> Any:
+    left, right = evaluate(expr.left, ctx), evaluate(expr.right, ctx)
+    result = _compare(expr.op, left, right)
+    if not isinstance(expr.left, ir.Const):
+        ctx.checks.append(Check(expr.left, left))
+    return result
+
+
+def _eval_call(expr: ir.Call, ctx: Context) -> Any:
+    value = _FUNCTIONS[expr.function](expr, ctx)
+    if isinstance(value, bool):
+        ctx.checks.append(Check(expr, value))
+    return value
+
+
+def _eval_negate(expr: ir.Negate, ctx: Context) -> Any:
+    value = evaluate(expr.operand, ctx)
+    return None if value is None else -value
+
+
+_EVALUATORS: dict[type, Callable[[Any, Context], Any]] = {
+    ir.Const: lambda e, ctx: _const(e),
+    ir.Path: lambda e, ctx: _path(e, ctx),
+    ir.Ref: lambda e, ctx: e.name,
+    ir.ListExpr: lambda e, ctx: [evaluate(i, ctx) for i in e.items],
+    ir.Not: lambda e, ctx: not _truthy(evaluate(e.operand, ctx)),
+    ir.Negate: _eval_negate,
+    ir.Logic: _eval_logic,
+    ir.Compare: _eval_compare,
+    ir.Arith: lambda e, ctx: _arith(e.op, evaluate(e.left, ctx), evaluate(e.right, ctx)),
+    ir.Call: _eval_call,
+}
 
 
 # ---------------------------------------------------------------------------- values
@@ -413,10 +430,6 @@ _FUNCTIONS: dict[str, Callable[[ir.Call, Context], Any]] = {
         len(v) if isinstance(v := evaluate(c.args[0], ctx), str | list) else None
     ),
 }
-
-
-def _call(call: ir.Call, ctx: Context) -> Any:
-    return _FUNCTIONS[call.function](call, ctx)
 
 
 def _show(value: Any) -> str:

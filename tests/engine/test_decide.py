@@ -156,6 +156,16 @@ def test_the_frequency_cap_counts_sends_from_every_flow() -> None:
     assert "frequency cap 2 per 1d reached" in held.decisions[-1].reason
 
 
+def test_the_frequency_cap_sends_at_the_moment_it_names() -> None:
+    ws = workspace("  frequency cap 2 per 1d\n  a: send welcome\n  b: end\n")
+    flow = ws.flows["f"]
+    earlier = [Event("send", T0 - timedelta(hours=h), flow="other") for h in (2, 5)]
+    held = decide(flow, enroll(flow), facts(*earlier), T0)
+    assert held.enrollment.due_at is not None
+    again = decide(flow, held.enrollment, facts(*earlier), held.enrollment.due_at)
+    assert isinstance(again.decisions[0], SendEmail)  # the oldest send is exactly a day old
+
+
 def test_business_days_skip_weekends_and_korean_holidays() -> None:
     ws = workspace('  business days "KR"\n  a: wait 2 business days\n  b: end\n')
     flow = ws.flows["f"]

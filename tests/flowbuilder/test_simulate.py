@@ -16,7 +16,7 @@ template sales_intro {
   subject "Let's talk"
 }
 stages {
-  stage sql
+  stage sql when replied()
   stage mql
 }
 

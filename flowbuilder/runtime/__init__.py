@@ -1,0 +1,1 @@
+"""The real-clock driver of the interpreter: passes over the store, run by APScheduler."""

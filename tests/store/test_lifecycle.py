@@ -1,0 +1,211 @@
+"""The lead rules in the runtime: classification, rule-fed lists and segments, each change with
+its reason, at the moment the simulator says."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from dsl.compile import compile_text
+from flowbuilder.engine.facts import Event
+from flowbuilder.engine.rules import LEAD_RULES
+from flowbuilder.simulate import Lead, simulate
+from tests.store.driver import add_lead, publish_text, rows, run_until
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+RULES = """
+template intro {
+  subject "Let's talk"
+}
+
+settings {
+  click_threshold = 3
+}
+
+stages {
+  stage sql "Sales-qualified" when count(click) >= settings.click_threshold
+  stage mql "Marketing-qualified" when opened()
+  stage lead "New"
+}
+
+scoring {
+  engagement +3 per click within 30d
+}
+
+list repeat_clickers "Clicked repeatedly" {
+  add when count(click, within=30d) >= settings.click_threshold
+  remove when count(click, within=30d) == 0
+}
+
+segment engaged "Opened in the last 7 days" where occurred(open, within=7d)
+
+flow sales "Sales follow-up" {
+  trigger entered stage sql
+  intro: send intro
+  done: end
+}
+"""
+
+EVENTS = [
+    (T0 + timedelta(hours=1), "open"),
+    (T0 + DAY, "click"),
+    (T0 + 2 * DAY, "click"),
+    (T0 + 3 * DAY, "click"),
+]
+
+
+def test_a_lead_is_classified_and_moved_by_its_reactions_with_reasons(store: Engine) -> None:
+    publish_text(store, RULES, T0)
+    add_lead(store, "ann@example.com", T0)
+    run_until(store, T0, T0 + 40 * DAY, [(at, "ann@example.com", kind) for at, kind in EVENTS])
+
+    changes = rows(
+        store,
+        "SELECT kind, data, reason FROM decisions WHERE flow IS NULL ORDER BY at, id",
+    )
+    kinds = [(str(k), str(d)) for k, d, _ in changes]
+    assert [k for k, _ in kinds] == [
+        "stage.changed",  # lead, on arrival
+        "segment.entered",  # on the open
+        "stage.changed",  # mql, on the open
+        "list.entered",  # on the third click
+        "stage.changed",  # sql, on the third click
+        "segment.left",  # 7 days after the open
+        "list.left",  # when the last click is 30 days old
+    ]
+    reasons = [str(r) for _, _, r in changes]
+    assert reasons[3].startswith("list repeat_clickers: add when")
+    assert "count(click) = 3" in reasons[4]
+    [(stage, score)] = rows(store, "SELECT stage, score FROM leads")
+    assert stage == "sql" and score == 0.0  # every click has left the 30-day window
+    assert rows(store, "SELECT step FROM outbox") == [("intro",)]
+    assert rows(store, "SELECT count(*) FROM segment_members") == [(0,)]
+    assert rows(store, "SELECT count(*) FROM memberships") == [(0,)]
+
+
+def test_the_runtime_and_the_simulator_change_a_lead_at_the_same_moments(store: Engine) -> None:
+    publish_text(store, RULES, T0)
+    add_lead(store, "ann@example.com", T0)
+    run_until(store, T0, T0 + 40 * DAY, [(at, "ann@example.com", kind) for at, kind in EVENTS])
+    runtime = [
+        (str(k), str(at)[:16])
+        for k, at in rows(
+            store, "SELECT type, at FROM events WHERE type LIKE '%.%' ORDER BY at, id"
+        )
+    ]
+    ws = compile_text(RULES, "rules.flow").workspace
+    assert ws is not None
+    result = simulate(
+        ws,
+        [Lead("1", {"email": "ann@example.com"})],
+        [("1", Event(kind, at)) for at, kind in EVENTS],
+        T0,
+        40,
+    )
+    simulated = [
+        (t.what, t.at.strftime("%Y-%m-%d %H:%M")) for t in result.trace if t.flow == LEAD_RULES
+    ]
+    assert runtime == simulated
+
+
+def test_publishing_a_new_segment_computes_its_members_at_once(store: Engine) -> None:
+    publish_text(store, RULES, T0)
+    for n in range(6):
+        add_lead(store, f"l{n}@example.com", T0)
+    run_until(
+        store,
+        T0,
+        T0 + 2 * DAY,
+        [(T0 + timedelta(hours=n), f"l{n}@example.com", "click") for n in range(0, 6, 2)],
+    )
+    clicked = RULES + '\nsegment clicked_once "Clicked" where count(click) >= 1\n'
+    publish_text(store, clicked, T0 + 2 * DAY)
+    run_until(store, T0 + 2 * DAY, T0 + 2 * DAY)
+    members = rows(
+        store,
+        "SELECT l.email FROM segment_members m JOIN leads l ON l.id = m.lead_id "
+        "WHERE m.segment = 'clicked_once' ORDER BY l.email",
+    )
+    assert members == [("l0@example.com",), ("l2@example.com",), ("l4@example.com",)]
+    reasons = rows(
+        store, "SELECT reason FROM decisions WHERE kind = 'segment.entered' AND flow IS NULL"
+    )
+    assert len(reasons) == 3 and all("count(click) = 1" in str(r) for (r,) in reasons)
+    # Only the new segment was looked at: no other rule decided anything at the publication.
+    published_at = str(T0 + 2 * DAY)[:16]
+    at_publication = [
+        str(kind)
+        for kind, at in rows(store, "SELECT kind, at FROM decisions WHERE flow IS NULL")
+        if str(at)[:16] == published_at
+    ]
+    assert at_publication == ["segment.entered"] * 3
+
+    publish_text(store, RULES, T0 + 3 * DAY)  # the segment is gone again
+    run_until(store, T0 + 3 * DAY, T0 + 3 * DAY)
+    assert rows(store, "SELECT count(*) FROM segment_members") == [(0,)]
+
+
+RANKED = """
+segment big_spenders "Top 20% by purchases" where top(total("purchase", "amount"), 20%)
+"""
+
+
+def test_population_ranks_are_taken_daily_and_agree_with_the_simulator(store: Engine) -> None:
+    publish_text(store, RANKED, T0)
+    emails = [f"l{n}@example.com" for n in range(10)]
+    for email in emails:
+        add_lead(store, email, T0)
+    purchases = [
+        (T0 + timedelta(hours=n), email, "purchase", {"properties": {"amount": 10 * (n + 1)}})
+        for n, email in enumerate(emails)
+    ]
+    run_until(store, T0, T0 + 3 * DAY, purchases)
+    members = rows(
+        store,
+        "SELECT l.email FROM segment_members m JOIN leads l ON l.id = m.lead_id ORDER BY l.email",
+    )
+    assert members == [("l8@example.com",), ("l9@example.com",)]
+    runtime = [
+        (str(k), str(at)[:16])
+        for k, at in rows(
+            store, "SELECT type, at FROM events WHERE type LIKE 'segment.%' ORDER BY at, id"
+        )
+    ]
+    ws = compile_text(RANKED, "ranked.flow").workspace
+    assert ws is not None
+    result = simulate(
+        ws,
+        [Lead(email, {"email": email}) for email in emails],
+        [
+            (email, Event("purchase", at, {"amount": 10 * (n + 1)}))
+            for n, (at, email, _, _) in enumerate(purchases)
+        ],
+        T0,
+        3,
+    )
+    simulated = [
+        (t.what, t.at.strftime("%Y-%m-%d %H:%M")) for t in result.trace if t.flow == LEAD_RULES
+    ]
+    assert runtime == simulated
+    assert ("segment.left", "2026-03-03 00:00") in runtime  # ranked again at midnight
+
+
+def test_one_worker_at_a_time_runs_a_periodic_pass(postgres_url: str) -> None:
+    from flowbuilder.store import clocks
+    from flowbuilder.store.db import open_store
+
+    engine = open_store(postgres_url)
+    try:
+        clocks.ensure(engine, ["population"], T0)
+        clocks.ensure(engine, ["population"], T0)  # a second worker finds it there
+        with engine.begin() as first:
+            assert clocks.claim(first, "population") is not None
+            with engine.begin() as second:
+                assert clocks.claim(second, "population") is None
+        with engine.begin() as third:
+            assert clocks.claim(third, "population") is not None
+    finally:
+        engine.dispose()
