@@ -1,0 +1,297 @@
+"""The sender's side of the outbox: claiming rows, marking the point of no return, writing results.
+
+States of an email row:
+
+| state | meaning |
+|---|---|
+| `pending` | to send, at `next_attempt_at` or now |
+| `sending` | claimed by a sender until `leased_until` |
+| `sent` | accepted by the relay (or captured by the sink); a `delivery` event is recorded |
+| `held` | never sent, by a rule checked at send time (suppressed, unsubscribed, no consent …) |
+| `failed` | never sent: the relay refused it for good (5xx), retries ran out, or it could not be rendered |
+| `unknown` | the connection dropped after DATA: the relay may have it; held for review or retried |
+
+A crash leaves claimed rows `sending`; once their lease runs out the next sender takes them over:
+rows whose payload never started going out (`data_started_at` empty) are sent again, rows whose
+payload had started are `unknown`, because the relay may already have accepted them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import Connection
+
+from flowbuilder.intake import EventIn
+from flowbuilder.store.bulk import among, insert_rows, update_rows
+from flowbuilder.store.schema import DecisionRow, Outbox
+from flowbuilder.store.schema import Event as EventRow
+
+STATES = ("pending", "sending", "sent", "held", "failed", "unknown")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    key: str
+    lead_id: int
+    enrollment_id: int | None
+    flow: str
+    step: str | None
+    template: str | None
+    payload: dict[str, Any]
+    attempts: int
+    test: bool
+    recipient: str | None
+    uncertain: bool
+
+
+def claim(
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    *,
+    retry_unknown: bool,
+    only: Sequence[int] | None = None,
+) -> list[Claimed]:
+    """Take up to `limit` due email rows (of `only`, when given) until `now + lease`."""
+    _recover(conn, now, retry_unknown=retry_unknown)
+    query = select(
+        Outbox.id,
+        Outbox.key,
+        Outbox.lead_id,
+        Outbox.enrollment_id,
+        Outbox.flow,
+        Outbox.step,
+        Outbox.template,
+        Outbox.payload,
+        Outbox.attempts,
+        Outbox.test,
+        Outbox.recipient,
+        Outbox.uncertain,
+    )
+    if only is not None:
+        query = query.where(Outbox.id.in_(list(only)))
+    rows = conn.execute(
+        query.where(
+            Outbox.channel == "email",
+            or_(
+                and_(
+                    Outbox.state == "pending",
+                    or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now),
+                ),
+                and_(Outbox.state == "sending", Outbox.leased_until < now),
+            ),
+        )
+        .order_by(Outbox.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return []
+    # One statement for the whole batch (the rows are locked on PostgreSQL; SQLite's writer
+    # holds the database).
+    conn.execute(
+        update(Outbox)
+        .where(among(conn, Outbox.id, [r.id for r in rows]))
+        .values(
+            state="sending",
+            leased_until=now + lease,
+            attempts=Outbox.attempts + 1,
+            updated_at=now,
+        )
+    )
+    return [
+        Claimed(
+            r.id,
+            r.key,
+            r.lead_id,
+            r.enrollment_id,
+            r.flow,
+            r.step,
+            r.template,
+            dict(r.payload or {}),
+            r.attempts + 1,
+            bool(r.test),
+            r.recipient,
+            bool(r.uncertain),
+        )
+        for r in rows
+    ]
+
+
+def _recover(conn: Connection, now: datetime, *, retry_unknown: bool) -> None:
+    """Rows whose sender died after their payload began going out may have been delivered.
+
+    Only rows no transaction holds are taken (`SKIP LOCKED`): a live sender writing results
+    never waits on this, nor this on it, so the two cannot deadlock on PostgreSQL."""
+    expired = (
+        select(Outbox.id)
+        .where(
+            Outbox.channel == "email",
+            Outbox.state == "sending",
+            Outbox.leased_until < now,
+            Outbox.data_started_at.is_not(None),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    conn.execute(
+        update(Outbox)
+        .where(Outbox.id.in_(expired.scalar_subquery()))
+        .values(
+            state="pending" if retry_unknown else "unknown",
+            uncertain=True,
+            leased_until=None,
+            data_started_at=None,
+            next_attempt_at=None,
+            last_error="the sender stopped while the message was going out; delivery unknown",
+            updated_at=now,
+        )
+    )
+
+
+def renew(conn: Connection, ids: Sequence[int], until: datetime) -> None:
+    """Keep the lease of in-flight rows alive while they drain; a row whose result is being
+    written (locked) needs none and is skipped rather than waited for."""
+    if ids:
+        held = (
+            select(Outbox.id)
+            .where(among(conn, Outbox.id, ids), Outbox.state == "sending")
+            .with_for_update(skip_locked=True)
+        )
+        conn.execute(
+            update(Outbox).where(Outbox.id.in_(held.scalar_subquery())).values(leased_until=until)
+        )
+
+
+def mark_data(conn: Connection, marks: Sequence[tuple[int, str]], now: datetime) -> None:
+    """The payloads of these rows (id, Message-ID) are about to go out: from here on a crash
+    leaves them `unknown` instead of sending them again."""
+    update_rows(
+        conn,
+        Outbox.__table__,  # type: ignore[arg-type]
+        [{"id": i, "data_started_at": now, "message_id": mid} for i, mid in sorted(marks)],
+    )
+
+
+@dataclass
+class Result:
+    """The outcome of one claimed row."""
+
+    row: Claimed
+    state: str  # sent / pending / held / failed / unknown
+    reason: str
+    recipient: str | None = None
+    message_id: str | None = None
+    subject: str | None = None
+    links: list[dict[str, Any]] | None = None
+    next_attempt_at: datetime | None = None
+    relay: str | None = None
+    bounce_status: str | None = None  # a 5xx at SMTP time: the recipient's address is refused
+    consent_id: int | None = None
+    events: list[EventIn] = field(default_factory=list)
+    uncertain: bool = False  # it may have been delivered already (sent again after `unknown`)
+
+
+def finish(conn: Connection, results: Iterable[Result], now: datetime) -> None:
+    """Write the outcomes, their events and their decision-log lines in one transaction."""
+    rows: list[dict[str, Any]] = []
+    events: list[EventIn] = []
+    decisions: list[dict[str, Any]] = []
+    for r in results:
+        c = r.row
+        values: dict[str, Any] = {
+            "id": c.id,
+            "state": r.state,
+            "updated_at": now,
+            "leased_until": None,
+            "next_attempt_at": r.next_attempt_at,
+            "last_error": None if r.state == "sent" else r.reason,
+            "recipient": r.recipient or c.recipient,
+            "message_id": r.message_id,
+            "subject": r.subject,
+            "links": r.links,
+            "relay": r.relay,
+            "sent_at": now if r.state == "sent" else None,
+            "data_started_at": None,
+            "uncertain": c.uncertain or r.uncertain or r.state == "unknown",
+        }
+        rows.append(values)
+        events += r.events
+        if not c.test:
+            decisions.append(
+                {
+                    "enrollment_id": c.enrollment_id,
+                    "lead_id": c.lead_id,
+                    "flow": c.flow,
+                    "step": c.step,
+                    "kind": "deliver",
+                    "reason": f"{r.state}: {r.reason}",
+                    "data": {
+                        "outbox": c.id,
+                        "key": c.key,
+                        "state": r.state,
+                        "message_id": r.message_id,
+                        "consent": r.consent_id,
+                        "attempt": c.attempts,
+                    },
+                    "at": now,
+                }
+            )
+    if rows:
+        # In id order, as every writer of many rows locks them, so none waits on another in turn.
+        rows.sort(key=lambda r: int(r["id"]))
+        update_rows(conn, Outbox.__table__, rows)  # type: ignore[arg-type]
+    insert_rows(conn, DecisionRow.__table__, decisions)  # type: ignore[arg-type]
+    if events:
+        # The sender knows each event's lead, flow, step and message: written in one statement,
+        # once per idempotency key (a result written twice records its event once).
+        insert_rows(
+            conn,
+            EventRow.__table__,  # type: ignore[arg-type]
+            [
+                {
+                    "lead_id": e.lead_id,
+                    "type": e.type,
+                    "at": e.at or now,
+                    "properties": e.properties,
+                    "flow": e.flow,
+                    "step": e.step,
+                    "message_key": e.message_key,
+                    "machine": e.machine,
+                    "idempotency_key": e.idempotency_key,
+                    "received_at": now,
+                    "pending": True,
+                }
+                for e in events
+            ],
+            ignore_conflicts=True,
+        )
+
+
+def mail_event(
+    c: Claimed,
+    type_: str,
+    at: datetime,
+    properties: dict[str, Any] | None = None,
+    *,
+    key: str | None = None,
+    machine: bool = False,
+) -> EventIn:
+    """An event about the message of outbox row `c`, attributed to its flow and step."""
+    return EventIn(
+        type=type_,
+        lead_id=c.lead_id,
+        at=at,
+        properties=properties or {},
+        flow=c.flow,
+        step=c.step,
+        message_key=c.key,
+        machine=machine,
+        idempotency_key=key,
+    )

@@ -1,0 +1,869 @@
+"""The sender: drains the outbox over a pool of SMTP connections.
+
+One drain claims due email rows in batches, checks each at send time (`gate`), builds it
+(`message.Composer`) and hands it to one of `connections` aiosmtplib connections to the relay,
+paced per recipient domain:
+
+- claiming and the reads of the send-time checks run in a worker thread (the database releases
+  the interpreter while it works); building runs on the event loop in slices of half a
+  millisecond, so the connections' replies are answered between messages instead of waiting for
+  a thread's turn;
+- each connection takes a lot of up to `lot` messages; the payloads of a lot are marked
+  (`data_started_at`) in a committed transaction before any of them goes out, and the next lot is
+  marked while the current one is sent. Marks of all connections are committed together (group
+  commit), and so are results: one transaction for many messages.
+
+That mark is the line between "safe to send again" and "may have been delivered":
+
+- a refusal before DATA, or a connection lost before DATA → sent again later (exponential back-off
+  after a 4xx, and the recipient's domain is slowed down);
+- a 5xx → `failed` for good; a refused recipient is a hard bounce, which suppresses the address;
+- a connection lost after DATA → `unknown` (`unknown_policy = "hold"`, for review) or sent again
+  (`"retry"`, marked `uncertain`: it may arrive twice);
+- a sender that dies leaves its marked rows to become `unknown` when their lease runs out — at
+  most two lots per connection that had not gone out yet among them — and its unmarked rows to be
+  sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from sqlalchemy import Engine, func, select
+from sqlalchemy.engine import Connection
+
+from dsl import ir
+from flowbuilder.config import Settings
+from flowbuilder.mail import consent as consents
+from flowbuilder.mail import outbox, snapshot
+from flowbuilder.mail.classify import bounce_kind, enhanced_status
+from flowbuilder.mail.consent import Consent
+from flowbuilder.mail.gate import Recipient, judge
+from flowbuilder.mail.message import Composer, MailConfig, Outgoing, Spec
+from flowbuilder.mail.outbox import Claimed, Result, mail_event
+from flowbuilder.mail.personalize import LeadView
+from flowbuilder.mail.relay import DomainBuckets, Relay
+from flowbuilder.mail.sandbox import RenderError
+from flowbuilder.mail.signing import DkimKey, DkimKeyError
+from flowbuilder.mail.templates import TemplateSet
+from flowbuilder.store.db import reading
+from flowbuilder.store.published import current
+from flowbuilder.store.schema import FlowVersion, Lead, Membership, Preference, Suppression
+from flowbuilder.store.schema import Outbox as OutboxRow
+from flowbuilder.store.writes import insert_ignoring
+
+log = logging.getLogger("flowbuilder.mail.sender")
+
+# Building yields to the event loop after this long, so replies waiting on the connections are read.
+SLICE_SECONDS = 0.0005
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SendStats:
+    claimed: int = 0
+    sent: int = 0
+    deferred: int = 0
+    held: int = 0
+    failed: int = 0
+    unknown: int = 0
+
+    def add(self, state: str) -> None:
+        field_name = {"pending": "deferred"}.get(state, state)
+        setattr(self, field_name, getattr(self, field_name) + 1)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.sent} sent, {self.deferred} deferred, {self.held} held, "
+            f"{self.failed} failed, {self.unknown} unknown"
+        )
+
+
+@dataclass(frozen=True)
+class SenderOptions:
+    connections: int = 4
+    batch: int = 200
+    lot: int = 8  # messages a connection marks at once, and sends before marking more
+    rate_per_domain: float = 10.0
+    max_attempts: int = 8
+    retry_seconds: float = 60.0
+    lease_seconds: float = 60.0
+    retry_unknown: bool = False
+    timeout: float = 30.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> SenderOptions:
+        return cls(
+            connections=settings.smtp_connections,
+            rate_per_domain=settings.send_rate_per_domain,
+            max_attempts=settings.send_max_attempts,
+            retry_seconds=settings.send_retry_seconds,
+            lease_seconds=settings.send_lease_seconds,
+            retry_unknown=settings.unknown_policy == "retry",
+        )
+
+
+def mail_config(settings: Settings) -> MailConfig:
+    dkim = None
+    if settings.dkim_key is not None:
+        if not (settings.dkim_selector and settings.dkim_domain):
+            raise ValueError(
+                "FLOWBUILDER_DKIM_KEY is set: set FLOWBUILDER_DKIM_SELECTOR and FLOWBUILDER_DKIM_DOMAIN too"
+            )
+        try:
+            dkim = DkimKey.load(settings.dkim_key, settings.dkim_selector, settings.dkim_domain)
+        except DkimKeyError as e:
+            raise ValueError(f"FLOWBUILDER_DKIM_KEY: {e}") from None
+    return MailConfig(
+        public_url=settings.public_url,
+        secret=settings.secret(),
+        bounce_domain=settings.bounce_domain,
+        reply_domain=settings.reply_domain,
+        dkim=dkim,
+    )
+
+
+def workspace_folder(conn: Connection, settings: Settings) -> Path:
+    """Where the template files of a publication without a snapshot are read: the setting, else
+    the folder the flows were published from."""
+    if settings.workspace is not None:
+        return settings.workspace
+    paths = [Path(p) for (p,) in conn.execute(select(FlowVersion.path).distinct()) if p]
+    if not paths:
+        return Path(".")
+    parents = [p.parent.resolve() for p in paths]
+    common = parents[0]
+    for p in parents[1:]:
+        while common not in (p, *p.parents):
+            common = common.parent
+    return common
+
+
+@dataclass
+class _Prepared:
+    row: Claimed
+    out: Outgoing | None = None
+    result: Result | None = None
+    consent_id: int | None = None
+    basis: str = ""  # why it may be sent: the consent record relied on, or why none is needed
+    domain: str = ""
+
+
+@dataclass
+class _Batch:
+    """One claimed batch and what its send-time checks read, in one read transaction."""
+
+    rows: list[Claimed]
+    ws: ir.Workspace
+    composer: Composer
+    leads: dict[int, Any]
+    suppressed: dict[str, str]
+    prefs: dict[int, Any]
+    lists: dict[int, set[str]]
+    marketing: dict[int, Consent]
+    night: dict[int, Consent]
+    last_sent: dict[int, datetime | None]
+
+
+@dataclass
+class _Journal:
+    """Group commit of data marks and results: one transaction per round, whatever the number."""
+
+    engine: Engine
+    clock: Callable[[], datetime] = utcnow
+    marks: list[tuple[list[tuple[int, str]], asyncio.Future[None]]] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
+    suppress: dict[str, str] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    closing: bool = False
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name="flowbuilder-mail-journal")
+
+    def mark(self, rows: list[tuple[int, str]]) -> asyncio.Future[None]:
+        """Mark these rows (outbox id, Message-ID): the future is done once committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.marks.append((rows, future))
+        self.wake.set()
+        return future
+
+    def result(self, r: Result) -> None:
+        self.results.append(r)
+        if len(self.results) >= 64:
+            self.wake.set()
+
+    async def flush(self) -> None:
+        while self.marks or self.results:
+            self.wake.set()
+            await asyncio.sleep(0.001)
+
+    async def close(self) -> None:
+        await self.flush()
+        self.closing = True
+        self.wake.set()
+        if self.task is not None:
+            await self.task
+
+    async def _run(self) -> None:
+        while not self.closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 0.05)
+            self.wake.clear()
+            # A millisecond gathers the marks of the other connections into the same commit.
+            await asyncio.sleep(0.001)
+            marks, self.marks = self.marks, []
+            results, self.results = self.results, []
+            suppress, self.suppress = self.suppress, {}
+            if not (marks or results):
+                continue
+            try:
+                await asyncio.to_thread(
+                    self._write, [m for rows, _ in marks for m in rows], results, suppress
+                )
+            except Exception as e:  # the store is down: nothing marked, nothing may go out
+                log.exception("cannot write to the store", extra={"action": "journal"})
+                for _, f in marks:
+                    if not f.done():
+                        f.set_exception(e)
+                continue
+            for _, f in marks:
+                if not f.done():
+                    f.set_result(None)
+
+    def _write(
+        self, marks: list[tuple[int, str]], results: list[Result], suppress: dict[str, str]
+    ) -> None:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            outbox.mark_data(conn, marks, now)
+            outbox.finish(conn, results, now)
+            insert_ignoring(
+                conn,
+                Suppression.__table__,  # type: ignore[arg-type]
+                [{"email": e, "reason": r, "at": now} for e, r in sorted(suppress.items())],
+            )
+
+
+@dataclass
+class _Run:
+    """One drain: the messages ready for the connections, and what is still on its way."""
+
+    journal: _Journal
+    stats: SendStats
+    connections: int
+    ready: deque[_Prepared] = field(default_factory=deque)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: set[int] = field(default_factory=set)  # claimed rows without a result yet
+    later: list[asyncio.TimerHandle] = field(default_factory=list)
+    outstanding: int = 0  # handed to the connections (now or after pacing), not yet done
+    closing: bool = False
+
+    def put(self, p: _Prepared) -> None:
+        self.ready.append(p)
+        self.arrived.set()
+
+    def take_now(self, most: int) -> list[_Prepared]:
+        """Up to `most` ready messages, sharing what is ready among the connections."""
+        n = min(most, max(1, len(self.ready) // self.connections), len(self.ready))
+        return [self.ready.popleft() for _ in range(n)]
+
+    async def take(self, most: int) -> list[_Prepared] | None:
+        """The next lot, waiting for one; None once the drain is over."""
+        while not self.ready:
+            if self.closing:
+                return None
+            self.arrived.clear()
+            await self.arrived.wait()
+        return self.take_now(most)
+
+    def close(self) -> None:
+        self.closing = True
+        self.arrived.set()
+
+    def record(self, p: _Prepared, result: Result) -> None:
+        """A result of a row that never went to a connection (held, deferred, failed to build)."""
+        self.journal.result(result)
+        self.stats.add(result.state)
+        self.in_flight.discard(p.row.id)
+
+    def done(self, p: _Prepared, result: Result) -> None:
+        self.record(p, result)
+        self.outstanding -= 1
+        self.progress.set()
+
+    async def wait_below(self, limit: int) -> None:
+        while self.outstanding >= limit:
+            self.progress.clear()
+            await self.progress.wait()
+
+
+class Sender:
+    """Drains the outbox to one relay. Use it inside a running event loop:
+
+    ```python
+    sender = Sender(engine, settings, Relay.parse("smtp://127.0.0.1:2526"))
+    stats = await sender.drain()
+    await sender.close()
+    ```
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        relay: Relay,
+        *,
+        options: SenderOptions | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        templates: TemplateSet | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.relay = relay
+        self.options = options or SenderOptions.of(settings)
+        self.config = mail_config(settings)
+        self.clock = clock
+        self.buckets = DomainBuckets(self.options.rate_per_domain)
+        self._composer: tuple[int, Composer] | None = None
+        self._fixed = Composer(templates, self.config) if templates is not None else None
+        self._connections: list[aiosmtplib.SMTP | None] = [None] * self.options.connections
+        self._lock = asyncio.Lock()
+        self._signing: ThreadPoolExecutor | None = None
+
+    # -- the drain ---------------------------------------------------------------------------
+
+    async def drain(
+        self, *, max_batches: int = 10_000, only: Sequence[int] | None = None
+    ) -> SendStats:
+        """Send everything due now (of `only`, when given); returns what happened to each.
+
+        The next batch is claimed while the connections send the current one."""
+        stats = SendStats()
+        o = self.options
+        async with self._lock:
+            journal = _Journal(self.engine, self.clock)
+            journal.start()
+            run = _Run(journal, stats, o.connections)
+            workers = [
+                asyncio.create_task(self._worker(n, run), name=f"flowbuilder-mail-smtp-{n}")
+                for n in range(o.connections)
+            ]
+            renewer = asyncio.create_task(self._renew(run), name="flowbuilder-mail-lease")
+            # Enough built ahead that every connection has its next lot, no more.
+            ahead = o.connections * o.lot * 3
+            try:
+                for _ in range(max_batches):
+                    await run.wait_below(max(ahead, o.batch // 2))
+                    batch = await asyncio.to_thread(self._claim_and_read, only)
+                    if batch is None:
+                        break
+                    stats.claimed += len(batch.rows)
+                    run.in_flight.update(r.id for r in batch.rows)
+                    await self._build(batch, run, ahead)
+                    if len(batch.rows) < o.batch:
+                        break
+                await run.wait_below(1)
+            finally:
+                run.close()
+                await asyncio.gather(*workers, return_exceptions=True)
+                renewer.cancel()
+                for handle in run.later:
+                    handle.cancel()
+                await journal.close()
+        return stats
+
+    async def _build(self, batch: _Batch, run: _Run, ahead: int) -> None:
+        """Check and build each row of `batch`, handing it to the connections as it is ready.
+
+        RSA signatures are made in worker threads, where OpenSSL runs without holding the
+        interpreter: the loop builds the next messages, and the connections keep sending,
+        while they are signed."""
+        now = self.clock()
+        start = time.perf_counter()
+        signing: deque[tuple[_Prepared, asyncio.Future[Outgoing]]] = deque()
+        offload = self.config.dkim is not None and self.config.dkim.algorithm == "rsa-sha256"
+        loop = asyncio.get_running_loop()
+        for row in batch.rows:
+            if run.outstanding + len(signing) >= ahead:
+                await self._signed(signing, run, wait=True)
+                await run.wait_below(ahead)
+                start = time.perf_counter()
+            p = self._prepare(row, batch, now, sign=not offload)
+            if p.out is not None and p.out.unsigned is not None:
+                executor = self._signers()
+                signing.append((p, loop.run_in_executor(executor, batch.composer.sign, p.out)))
+            else:
+                self._dispatch(p, run)
+            await self._signed(signing, run, wait=False)
+            if time.perf_counter() - start > SLICE_SECONDS:
+                await asyncio.sleep(0)  # the replies waiting on the connections are read now
+                start = time.perf_counter()
+        while signing:
+            await self._signed(signing, run, wait=True)
+
+    async def _signed(
+        self,
+        signing: deque[tuple[_Prepared, asyncio.Future[Outgoing]]],
+        run: _Run,
+        *,
+        wait: bool,
+    ) -> None:
+        """Hand the signed messages to the connections, in order; with `wait`, at least one."""
+        while signing and (wait or signing[0][1].done()):
+            p, future = signing.popleft()
+            wait = False
+            try:
+                p.out = await future
+            except Exception as e:  # an unusable key shows on the first message: never sent
+                log.exception("cannot sign", extra={"action": "send", "outbox": p.row.id})
+                p.out, p.result = None, Result(p.row, "failed", f"cannot sign with DKIM: {e}")
+            self._dispatch(p, run)
+
+    def _signers(self) -> ThreadPoolExecutor:
+        if self._signing is None:
+            workers = max(1, min(4, (os.cpu_count() or 2) - 1))
+            self._signing = ThreadPoolExecutor(workers, thread_name_prefix="flowbuilder-dkim")
+        return self._signing
+
+    def _claim_and_read(self, only: Sequence[int] | None) -> _Batch | None:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            rows = outbox.claim(
+                conn,
+                now,
+                self.options.batch,
+                timedelta(seconds=self.options.lease_seconds),
+                retry_unknown=self.options.retry_unknown,
+                only=only,
+            )
+        if not rows:
+            return None
+        return self._read(rows)
+
+    def _dispatch(self, p: _Prepared, run: _Run) -> None:
+        if p.result is not None:
+            run.record(p, p.result)
+            return
+        wait = self.buckets.reserve(p.domain)
+        if wait > self.options.lease_seconds / 4:
+            # Too long to hold a connection for: back to the outbox, due when the domain is.
+            until = self.clock() + timedelta(seconds=wait)
+            run.record(p, Result(p.row, "pending", f"paced: {p.domain}", next_attempt_at=until))
+            return
+        run.outstanding += 1
+        if wait > 0:
+            run.later.append(asyncio.get_running_loop().call_later(wait, run.put, p))
+        else:
+            run.put(p)
+
+    async def _renew(self, run: _Run) -> None:
+        """Keep the lease alive while in-flight sends drain."""
+        every = self.options.lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            until = self.clock() + timedelta(seconds=self.options.lease_seconds)
+            await asyncio.to_thread(self._renew_now, sorted(run.in_flight), until)
+
+    def _renew_now(self, ids: list[int], until: datetime) -> None:
+        with self.engine.begin() as conn:
+            outbox.renew(conn, ids, until)
+
+    # -- preparing: send-time checks and building ----------------------------------------------
+
+    def _read(self, rows: list[Claimed]) -> _Batch:
+        with reading(self.engine) as conn:
+            if self._fixed is not None:
+                composer = self._fixed
+            else:
+                published = current(conn)
+                ws = published.ws if published is not None else ir.Workspace()
+                composer = self._composer_for(
+                    conn, ws, published.publication_id if published else 0
+                )
+            ids = sorted({r.lead_id for r in rows})
+            leads = {x.id: x for x in conn.execute(select(Lead).where(Lead.id.in_(ids)))}
+            emails = sorted(x.email for x in leads.values())
+            suppressed = dict(
+                conn.execute(
+                    select(Suppression.email, Suppression.reason).where(
+                        Suppression.email.in_(emails)
+                    )
+                ).all()
+            )
+            prefs = {
+                p.lead_id: p
+                for p in conn.execute(select(Preference).where(Preference.lead_id.in_(ids)))
+            }
+            lists: dict[int, set[str]] = {}
+            for lead_id, name in conn.execute(
+                select(Membership.lead_id, Membership.list_name).where(Membership.lead_id.in_(ids))
+            ):
+                lists.setdefault(lead_id, set()).add(name)
+            marketing = consents.latest(conn, ids, "marketing")
+            night = consents.latest(conn, ids, "night")
+            slow = [i for i, p in prefs.items() if p.frequency != "all"]
+            last_sent = (
+                dict(
+                    conn.execute(
+                        select(OutboxRow.lead_id, func.max(OutboxRow.sent_at))
+                        .where(
+                            OutboxRow.lead_id.in_(slow),
+                            OutboxRow.state == "sent",
+                            OutboxRow.test.is_(False),
+                        )
+                        .group_by(OutboxRow.lead_id)
+                    ).all()
+                )
+                if slow
+                else {}
+            )
+        return _Batch(
+            rows,
+            composer.ws,
+            composer,
+            leads,
+            suppressed,
+            prefs,
+            lists,
+            marketing,
+            night,
+            last_sent,
+        )
+
+    def _prepare(self, row: Claimed, b: _Batch, now: datetime, *, sign: bool = True) -> _Prepared:
+        p = _Prepared(row)
+        ws = b.ws
+        lead = b.leads.get(row.lead_id)
+        if lead is None:
+            p.result = Result(row, "failed", f"lead {row.lead_id} no longer exists")
+            return p
+        name = str(row.template or row.payload.get("template") or "")
+        if not name or name not in ws.templates:
+            known = ", ".join(sorted(ws.templates)) or "none"
+            p.result = Result(
+                row,
+                "failed",
+                f"template `{name}` is not in the published workspace; templates: {known}",
+            )
+            return p
+        template = ws.templates[name]
+        flow = ws.flows.get(row.flow)
+        pref = b.prefs.get(lead.id)
+        who = Recipient(
+            email=lead.email,
+            timezone=lead.timezone,
+            unsubscribed=lead.unsubscribed,
+            suppressed=b.suppressed.get(lead.email),
+            topics_off=frozenset(pref.topics_off or ()) if pref else frozenset(),
+            frequency=pref.frequency if pref else "all",
+            last_marketing_at=b.last_sent.get(lead.id),
+            marketing_consent=b.marketing.get(lead.id),
+            night_consent=b.night.get(lead.id),
+        )
+        verdict = judge(template, flow.kind if flow else "marketing", ws, who, now, test=row.test)
+        if verdict.action == "hold":
+            p.result = Result(row, "held", verdict.reason)
+            return p
+        if verdict.action == "defer":
+            p.result = Result(row, "pending", verdict.reason, next_attempt_at=verdict.until)
+            return p
+        view = LeadView(
+            id=lead.id,
+            email=lead.email,
+            attributes=lead.attributes or {},
+            stage=lead.stage,
+            score=lead.score,
+            tags=frozenset(lead.tags or ()),
+            lists=frozenset(b.lists.get(lead.id, ())),
+            timezone=lead.timezone,
+            account=lead.account,
+        )
+        spec = Spec(
+            outbox_id=row.id,
+            key=row.key,
+            template=name,
+            flow=row.flow,
+            step=row.step,
+            subject=row.payload.get("subject"),
+            preheader=row.payload.get("preheader"),
+            sender=row.payload.get("sender"),
+            test=row.test,
+        )
+        try:
+            p.out = b.composer.compose(spec, view, now, to=row.recipient, sign=sign)
+        except RenderError as e:
+            p.result = Result(row, "failed", f"not sent: {e}")
+            return p
+        p.consent_id = verdict.consent.id if verdict.consent else None
+        p.basis = verdict.reason
+        p.domain = p.out.rcpt.rpartition("@")[2].lower()
+        return p
+
+    def _composer_for(self, conn: Connection, ws: ir.Workspace, publication: int) -> Composer:
+        """The composer of a publication, rendering its snapshot of the template files."""
+        if self._composer is None or self._composer[0] != publication:
+            files = snapshot.load(conn, publication)
+            if files or not snapshot.uses_files(ws):
+                templates = TemplateSet(ws, files=files)
+            else:
+                # Published before template files were kept with publications: read them from
+                # disk, as then; the next publish snapshots them.
+                folder = workspace_folder(conn, self.settings)
+                log.warning(
+                    "publication %s has no template snapshot; reading templates from %s",
+                    publication,
+                    folder,
+                    extra={"action": "send"},
+                )
+                templates = TemplateSet(ws, folder)
+            self._composer = (publication, Composer(templates, self.config))
+        return self._composer[1]
+
+    # -- delivering ----------------------------------------------------------------------------
+
+    async def _worker(self, n: int, run: _Run) -> None:
+        """One connection: mark a lot, and while it goes out, mark the next."""
+        most = self.options.lot
+        lot = await run.take(most)
+        marking = self._mark(lot, run) if lot else None
+        while lot:
+            assert marking is not None
+            try:
+                await marking
+            except Exception as e:  # the store is down: nothing of this lot may go out
+                for p in lot:
+                    run.done(p, self._retry(p, f"cannot record the send in the store: {e}"))
+                lot = None
+            following = run.take_now(most) if run.ready else []
+            ahead = self._mark(following, run) if following else None
+            for p in lot or ():
+                try:
+                    result = await self._deliver(n, p, run.journal)
+                except Exception as e:  # never lose a claimed row: report it as a retry
+                    log.exception(
+                        "delivery failed unexpectedly",
+                        extra={"action": "send", "outbox": p.row.id},
+                    )
+                    result = self._retry(p, f"unexpected error: {e}")
+                run.done(p, result)
+            if following:
+                lot, marking = following, ahead
+            else:
+                lot = await run.take(most)
+                marking = self._mark(lot, run) if lot else None
+
+    def _mark(self, lot: list[_Prepared], run: _Run) -> asyncio.Future[None]:
+        rows = []
+        for p in lot:
+            assert p.out is not None
+            rows.append((p.out.outbox_id, p.out.message_id))
+        return run.journal.mark(rows)
+
+    async def _connection(self, n: int) -> aiosmtplib.SMTP:
+        smtp = self._connections[n]
+        if smtp is not None and smtp.is_connected:
+            return smtp
+        r = self.relay
+        context = None
+        if r.use_tls or r.start_tls:  # loading the CA store takes tens of milliseconds
+            context = ssl.create_default_context()
+            if not r.validate_certs:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+        smtp = aiosmtplib.SMTP(
+            hostname=r.host,
+            port=r.port,
+            use_tls=r.use_tls,
+            start_tls=r.start_tls,
+            tls_context=context,
+            timeout=self.options.timeout,
+        )
+        await smtp.connect()
+        if r.username:
+            await smtp.login(r.username, r.password or "")
+        self._connections[n] = smtp
+        return smtp
+
+    async def _deliver(self, n: int, p: _Prepared, journal: _Journal) -> Result:
+        """Send one marked message. A row refused before DATA gets its definite result written
+        over its mark."""
+        out = p.out
+        assert out is not None
+        try:
+            smtp = await self._connection(n)
+        except (aiosmtplib.SMTPException, OSError) as e:
+            self.buckets.slow_down(p.domain, self.options.retry_seconds)
+            return self._retry(p, f"cannot reach the relay {self.relay.name}: {e}")
+        try:
+            await _envelope(smtp, out.mail_from, out.rcpt)
+        except aiosmtplib.SMTPResponseException as e:
+            await self._reset(n, smtp)
+            return self._refused(p, e.code, e.message, at_rcpt=True, journal=journal)
+        except (aiosmtplib.SMTPException, OSError) as e:
+            self._drop(n)
+            return self._retry(p, f"the relay closed the connection before DATA: {e}")
+        try:
+            await smtp.data(out.data)
+        except aiosmtplib.SMTPResponseException as e:
+            if e.code >= 400 and not isinstance(e, aiosmtplib.SMTPServerDisconnected):
+                await self._reset(n, smtp)
+                return self._refused(p, e.code, e.message, at_rcpt=False, journal=journal)
+            self._drop(n)
+            return self._unknown(p, str(e))
+        except (aiosmtplib.SMTPException, OSError) as e:
+            self._drop(n)
+            return self._unknown(p, str(e))
+        self.buckets.succeeded(p.domain)
+        events = (
+            []
+            if p.row.test
+            else [
+                mail_event(
+                    p.row,
+                    "delivery",
+                    self.clock(),
+                    {"relay": self.relay.name},
+                    key=f"delivery:{p.row.key}",
+                )
+            ]
+        )
+        return Result(
+            p.row,
+            "sent",
+            f"accepted by {self.relay.name}; {p.basis}",
+            recipient=out.rcpt,
+            message_id=out.message_id,
+            subject=out.subject,
+            links=[{"url": link.url, "name": link.name} for link in out.links],
+            relay=self.relay.name,
+            consent_id=p.consent_id,
+            events=events,
+        )
+
+    def _retry(self, p: _Prepared, why: str) -> Result:
+        attempts = p.row.attempts
+        if attempts >= self.options.max_attempts:
+            return Result(p.row, "failed", f"gave up after {attempts} attempts: {why}")
+        delay = min(self.options.retry_seconds * 2 ** (attempts - 1), 6 * 3600)
+        return Result(
+            p.row,
+            "pending",
+            f"attempt {attempts} failed, retrying in {delay:g} s: {why}",
+            next_attempt_at=self.clock() + timedelta(seconds=delay),
+            recipient=p.out.rcpt if p.out else None,
+        )
+
+    def _refused(
+        self, p: _Prepared, code: int, message: str, *, at_rcpt: bool, journal: _Journal
+    ) -> Result:
+        why = f"{code} {message}".strip()
+        if code < 500:
+            self.buckets.slow_down(p.domain, self.options.retry_seconds)
+            return self._retry(p, f"the relay deferred it: {why}")
+        status = enhanced_status(message) or f"{code // 100}.0.0"
+        kind = "hard" if at_rcpt and status.startswith("5.0") else bounce_kind(status)
+        events = []
+        if not p.row.test:
+            events.append(
+                mail_event(
+                    p.row,
+                    "bounce",
+                    self.clock(),
+                    {"kind": kind, "status": status, "diagnostic": why[:300], "during": "smtp"},
+                    key=f"bounce:{p.row.key}",
+                )
+            )
+            if kind == "hard" and p.out is not None:
+                journal.suppress[p.out.rcpt] = f"hard bounce {status}: {why[:200]}"
+        return Result(
+            p.row,
+            "failed",
+            f"the relay refused it: {why}",
+            recipient=p.out.rcpt if p.out else None,
+            events=events,
+        )
+
+    def _unknown(self, p: _Prepared, why: str) -> Result:
+        assert p.out is not None
+        text = f"the connection dropped after DATA ({why or 'no reply'}); delivery unknown"
+        if self.options.retry_unknown:
+            r = self._retry(p, text)
+            r.message_id = p.out.message_id
+            return Result(
+                **{**r.__dict__, "reason": r.reason + " (may arrive twice)", "uncertain": True}
+            )
+        return Result(
+            p.row,
+            "unknown",
+            text,
+            recipient=p.out.rcpt,
+            message_id=p.out.message_id,
+            subject=p.out.subject,
+        )
+
+    async def _reset(self, n: int, smtp: aiosmtplib.SMTP) -> None:
+        try:
+            await smtp.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            self._drop(n)
+
+    def _drop(self, n: int) -> None:
+        smtp = self._connections[n]
+        self._connections[n] = None
+        if smtp is not None:
+            smtp.close()
+
+    async def close(self) -> None:
+        if self._signing is not None:
+            self._signing.shutdown(wait=True)
+            self._signing = None
+        for n, smtp in enumerate(self._connections):
+            if smtp is not None and smtp.is_connected:
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                    await smtp.quit()
+            self._connections[n] = None
+
+
+_PLAIN_ADDRESS = re.compile(r"[!#-;=?-~]+@[!#-;=?-~]+")  # printable ASCII, no `<`, `>` or space
+
+
+async def _envelope(smtp: aiosmtplib.SMTP, sender: str, recipient: str) -> None:
+    """MAIL FROM and RCPT TO. Addresses the store holds are checked at intake: plain ones go
+    as they are, without aiosmtplib parsing each again (RFC 5322 parsing in pure Python costs
+    more than the command); anything else goes through `mail` / `rcpt`, which quote it."""
+    if smtp.is_ehlo_or_helo_needed:  # what `mail` does first; a server without EHLO gets HELO
+        try:
+            await smtp.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await smtp.helo()
+    if not _PLAIN_ADDRESS.fullmatch(sender):
+        await smtp.mail(sender)
+    else:
+        reply = await smtp.execute_command(b"MAIL", b"FROM:<" + sender.encode("ascii") + b">")
+        if reply.code != 250:
+            raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
+    if not _PLAIN_ADDRESS.fullmatch(recipient):
+        await smtp.rcpt(recipient)
+    else:
+        reply = await smtp.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">")
+        if reply.code not in (250, 251):
+            raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)

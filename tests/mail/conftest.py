@@ -1,0 +1,214 @@
+"""Fixtures of the email tests: a store with the acme workspace published and consenting leads,
+on SQLite and on PostgreSQL (the `store_url` fixture of tests/store/conftest.py), and real SMTP
+servers (aiosmtpd) that capture or misbehave on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import Engine, create_engine, insert, select, text
+
+from dsl.compile import compile_paths
+from dsl.lint import lint
+from flowbuilder.config import Settings
+from flowbuilder.mail.consent import record_consent
+from flowbuilder.publish import publish
+from flowbuilder.store.db import open_store
+from flowbuilder.store.schema import Lead, Outbox
+from tests.store.conftest import POSTGRES, postgres_missing, postgres_url, store_url
+
+__all__ = ["postgres_missing", "postgres_url", "store_url"]  # fixtures used here
+
+ACME = Path(__file__).resolve().parents[2] / "examples" / "acme"
+NOW = datetime(2026, 3, 3, 3, 0, tzinfo=UTC)  # 12:00 in Seoul: daytime for Korean advertising
+
+# Fixture leads: every attribute the templates use, and one lead with none of them.
+LEADS: list[dict[str, Any]] = [
+    {"first_name": "지민", "company": "한빛소프트", "industry": "saas"},
+    {"first_name": "Minho", "company": "Blue Ocean Commerce", "industry": "commerce"},
+    {},
+]
+
+
+@dataclass
+class Box:
+    """What an SMTP test server received, and how it should misbehave."""
+
+    messages: list[Envelope] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # address → SMTP reply at RCPT
+    drop_after_data: bool = False
+
+
+class BoxHandler:
+    def __init__(self, box: Box) -> None:
+        self.box = box
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address in self.box.refuse:
+            return self.box.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.box.drop_after_data:
+            assert server.transport is not None
+            server.transport.close()
+            await asyncio.sleep(0)
+            return "421 closing"
+        self.box.messages.append(envelope)
+        return "250 OK queued"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def smtp_box() -> Iterator[tuple[Box, int]]:
+    box = Box()
+    port = free_port()
+    controller = Controller(BoxHandler(box), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "state",
+        public_url="https://mail.acme.example",
+        secret_key="test-secret-key-for-signing-tokens",
+        bounce_domain="bounces.acme.example",
+        reply_domain="reply.acme.example",
+        workspace=ACME,
+        send_rate_per_domain=1000.0,
+        send_retry_seconds=60.0,
+    )
+
+
+def published(url: str) -> Engine:
+    engine = open_store(url)
+    compilation = compile_paths([ACME])
+    publish(engine, compilation, lint(compilation), NOW)
+    return engine
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`store_url` for a module's worth of tests that share one store (a schema of its own on
+    PostgreSQL, dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('mail')}/mail.db"
+        return
+    missing: str | None = request.getfixturevalue("postgres_missing")
+    if missing:
+        if os.environ.get("FLOWBUILDER_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{missing} (FLOWBUILDER_REQUIRE_POSTGRES=1)")
+        pytest.skip(f"{missing}; set FLOWBUILDER_REQUIRE_POSTGRES=1 to make this an error")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Engine]:
+    """The acme workspace published, on SQLite and on PostgreSQL."""
+    engine = published(store_url)
+    yield engine
+    engine.dispose()
+
+
+def add_lead(
+    engine: Engine, email: str, attributes: dict[str, Any], *, consent: bool = True
+) -> int:
+    with engine.begin() as conn:
+        lead_id = int(
+            conn.execute(
+                insert(Lead)
+                .values(
+                    email=email,
+                    attributes=attributes,
+                    timezone="Asia/Seoul",
+                    account=email.partition("@")[2],
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+                .returning(Lead.id)
+            ).scalar_one()
+        )
+        if consent:
+            record_consent(
+                conn,
+                lead_id,
+                scope="marketing",
+                granted=True,
+                who=email,
+                source="form contact_us",
+                wording="Acme Cloud의 제품 소식과 이벤트 안내를 이메일로 받는 데 동의합니다.",
+                at=NOW,
+                now=NOW,
+            )
+    return lead_id
+
+
+def queue(
+    engine: Engine,
+    lead_id: int,
+    template: str,
+    *,
+    flow: str = "welcome",
+    step: str = "hello",
+    n: int = 0,
+) -> int:
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                insert(Outbox)
+                .values(
+                    key=f"{lead_id}/{flow}/2026-03-03/{step}/{n}",
+                    lead_id=lead_id,
+                    flow=flow,
+                    step=step,
+                    channel="email",
+                    template=template,
+                    payload={"template": template},
+                    state="pending",
+                    attempts=0,
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+                .returning(Outbox.id)
+            ).scalar_one()
+        )
+
+
+def row(engine: Engine, outbox_id: int) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(Outbox).where(Outbox.id == outbox_id)).one()
