@@ -97,9 +97,9 @@ def lint(
 ) -> None:
     """Check flows for errors and risky patterns; exit 1 when anything is found."""
     _existing(paths)
-    from dsl.lint import lint_paths
     from dsl.lint.config import ConfigError
     from dsl.report import render
+    from flowbuilder.mail.lint import lint_paths  # the flows' rules and the template files
 
     try:
         result = lint_paths(paths)
@@ -247,3 +247,18 @@ def report(
 
 def main() -> None:
     app()
+
+
+def _register_more_commands() -> None:
+    from flowbuilder import cli_lsp, cli_mail, cli_pulse, cli_sim, cli_store, cli_web, cli_worker
+
+    cli_store.register(app)
+    cli_sim.register(app)
+    cli_web.register(app)
+    cli_lsp.register(app)
+    cli_mail.register(app)
+    cli_pulse.register(app)
+    cli_worker.register(app)
+
+
+_register_more_commands()

@@ -53,8 +53,7 @@ def render() -> str:
         "Exit codes: `0` nothing found, `1` problems found, `2` usage error (a missing file, a bad option).",
         "",
     ]
-    for name in sorted(group.commands):
-        command = group.commands[name]
+    for name, command in _commands(group):
         lines += [
             f"## `flowbuilder {name}`",
             "",
@@ -74,6 +73,19 @@ def render() -> str:
                 "",
             ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every command, with the subcommands of a group (`user add`) under their full name."""
+    out: list[tuple[str, Any]] = []
+    for name in sorted(group.commands):
+        command = group.commands[name]
+        full = f"{prefix}{name}"
+        if hasattr(command, "commands"):
+            out += _commands(command, f"{full} ")
+        else:
+            out.append((full, command))
+    return out
 
 
 if __name__ == "__main__":

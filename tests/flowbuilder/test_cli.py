@@ -34,13 +34,17 @@ BROKEN = 'flow welcome "Welcome" {\n  pause: wait soon\n  other: wiat 3d\n}\n'
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     (tmp_path / "welcome.flow").write_text(CLEAN)
+    # `flowbuilder lint` reads the template files too: a clean workspace has them.
+    (tmp_path / "hello.html").write_text(
+        '<p>Hello</p>\n<a href="{{ unsubscribe_url }}">Unsubscribe</a>\n'
+    )
     return tmp_path
 
 
 def test_lint_of_a_clean_workspace_exits_0(workspace: Path) -> None:
     result = runner.invoke(app, ["lint", str(workspace)])
     assert result.exit_code == Exit.OK, result.output
-    assert "No problems found in 1 file" in result.output
+    assert "No problems found in 2 files" in result.output
 
 
 def test_lint_reports_every_syntax_error_with_a_caret_and_exits_1(tmp_path: Path) -> None:
