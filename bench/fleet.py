@@ -46,6 +46,10 @@ POSTGRES = os.environ.get(
 )
 
 FLOW = """
+workspace fleet "The fleet" {
+  sender "Fleet" "fleet@example.com"
+}
+
 template hello {
   subject "Hello"
   text "hello.txt"

@@ -104,6 +104,11 @@ class Measures:
             ["loop"],
             registry=registry,
         )
+        self.stalled = Counter(
+            "flowbuilder_stalled_sessions_ended",
+            "Sessions of workers that held a claim past the lease, ended so others take the rows.",
+            registry=registry,
+        )
         self.progress = Gauge(
             "flowbuilder_last_progress_timestamp_seconds",
             "When the loop last committed a batch or finished a pass (Unix time).",
@@ -113,7 +118,7 @@ class Measures:
         self._last_progress: dict[str, float] = {}
         for state in SEND_STATES.values():
             self.sends.labels(state)
-        for component in ("tick", "send", "listener"):
+        for component in ("tick", "send", "listener", "reap"):
             self.failures.labels(component)
 
     def committed(self, pass_name: str, seconds: float, counts: Mapping[str, int]) -> None:

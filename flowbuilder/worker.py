@@ -8,6 +8,9 @@ A worker runs the **engine** (the tick: events, lead rules, time triggers, due e
   the server ends a worker's session once it is idle in a transaction for longer than the lease
   (`FLOWBUILDER_CLAIM_LEASE_SECONDS`), and a killed worker's connection closes at once — either
   way its rows go back to the others (decision 0004);
+- a worker that stops in the middle of a statement (a paused VM, a stopped process) is not idle
+  to the server, so every worker on PostgreSQL also ends, a few times per lease, the sessions
+  that have waited on their worker longer than the lease (`flowbuilder.store.leases`);
 - the sender's rows carry a lease (`leased_until`) that another sender takes over when it runs
   out;
 - the periodic passes (time triggers, population ranks, new rules) are claimed through their
@@ -162,6 +165,17 @@ class Worker:
                 misfire_grace_time=None,
                 next_run_time=self.clock(),
             )
+        if self.postgresql:
+            lease = self.settings.claim_lease_seconds
+            scheduler.add_job(
+                self._reap_job,
+                "interval",
+                seconds=max(0.5, lease / 4),
+                id="reap",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
         scheduler.start()
         self._scheduler = scheduler
         if o.wake and self.postgresql:
@@ -297,6 +311,27 @@ class Worker:
             log.info("tick: %s", stats, extra={"action": "tick", **asdict(stats)})
         if stats.sends and "send" in self.loops:
             self.wake("send")
+
+    async def _reap_job(self) -> None:
+        from flowbuilder.store.leases import end_stalled_claims
+
+        try:
+            ended = await asyncio.to_thread(
+                end_stalled_claims, self.engine, self.settings.claim_lease_seconds
+            )
+        except Exception as e:  # the next run tries again; the work loops do not depend on it
+            MEASURES.failed("reap")
+            log.warning("ending stalled sessions failed: %s", e, extra={"action": "reap"})
+            return
+        for session in ended:
+            MEASURES.stalled.inc()
+            log.warning(
+                "ended session %s of %s: it held a claim longer than the %.0f s lease",
+                session.pid,
+                session.application,
+                self.settings.claim_lease_seconds,
+                extra={"action": "reap", "pid": session.pid, "session": session.application},
+            )
 
     async def _send_job(self) -> None:
         await self._run(self.loops["send"], self._send_once)

@@ -76,3 +76,71 @@ def test_a_postgresql_claim_returns_to_the_pool_when_its_worker_stops_answering(
     finally:
         stuck.dispose()
         other.dispose()
+
+
+def test_a_claim_stalled_mid_statement_is_ended_after_the_lease(postgres_url: str) -> None:
+    """A worker stopped in the middle of a pipelined statement (as `executemany` sends them)
+    leaves its session `active`, not idle, so the idle timeout never fires; `end_stalled_claims`
+    ends it once the lease is over, and leaves alone the sessions that are not flowbuilder's."""
+    import time
+
+    import psycopg
+
+    from flowbuilder.store.db import make_engine, migrate
+    from flowbuilder.store.leases import end_stalled_claims
+
+    worker = make_engine(f"{postgres_url}&application_name=flowbuilder%20victim")
+    stranger = make_engine(f"{postgres_url}&application_name=psql")
+    other = make_engine(postgres_url)
+    migrate(other)
+    claim = "SELECT name FROM clocks FOR UPDATE SKIP LOCKED"
+
+    def victim_state() -> str | None:
+        with other.connect() as conn:
+            return conn.execute(
+                text(
+                    "SELECT state FROM pg_stat_activity "
+                    "WHERE application_name = 'flowbuilder victim'"
+                )
+            ).scalar_one_or_none()
+
+    raw = worker.raw_connection()
+    busy_stranger = stranger.connect()
+    try:
+        with other.begin() as conn:
+            conn.execute(text("INSERT INTO clocks VALUES ('probe', now()), ('other', now())"))
+        busy_stranger.begin()
+        assert busy_stranger.execute(
+            text("SELECT name FROM clocks WHERE name = 'other' FOR UPDATE")
+        ).all() == [("other",)]
+        pg = raw.driver_connection
+        assert isinstance(pg, psycopg.Connection)
+        # What libpq sends for a pipelined batch, cut off before its Sync: the worker stopped.
+        pq = pg.pgconn
+        pq.enter_pipeline_mode()
+        pq.send_query_params(b"BEGIN", None)
+        pq.send_query_params(b"SELECT name FROM clocks WHERE name = 'probe' FOR UPDATE", None)
+        pq.send_flush_request()
+        pq.flush()
+        deadline = time.monotonic() + 10
+        while True:
+            with other.connect() as conn:
+                if conn.execute(text(claim)).all() == []:
+                    break  # both rows are held
+            assert time.monotonic() < deadline, "the pipelined claim never took its row"
+            time.sleep(0.05)
+        assert victim_state() == "active"
+        assert end_stalled_claims(other, 30.0) == []  # within its lease: left alone
+        time.sleep(1.0)
+        ended = end_stalled_claims(other, 0.5)
+        assert [e.application for e in ended] == ["flowbuilder victim"]
+        with other.begin() as conn:
+            assert conn.execute(text(claim)).all() == [("probe",)]  # reclaimed
+        assert victim_state() is None
+    finally:
+        raw.invalidate()
+        busy_stranger.rollback()  # the stranger's lock was left alone until now
+        busy_stranger.close()
+        worker.dispose()
+        stranger.dispose()
+        other.dispose()
