@@ -266,3 +266,26 @@ def test_a_deep_tree_on_a_long_line_is_still_measured_and_refused() -> None:
     text = "segment s where " + "not " * 300 + "true\n"
     assert _has_long_line(text)
     assert [d.code for d in parse_tree(text, "deep.flow").diagnostics] == ["FB104"]
+
+
+@pytest.mark.parametrize(
+    ("line", "word", "keyword", "col"),
+    [
+        ("first: wait untill 09:00", "untill", "until", 15),
+        ("first: sendd hello", "sendd", "send", 10),
+        ("first: wait 1d unles replied", "unles", None, None),
+    ],
+)
+def test_a_keyword_with_extra_letters_is_reported_as_the_whole_word(
+    line: str, word: str, keyword: str | None, col: int | None
+) -> None:
+    source = f'flow a "A" {{\n  trigger event signed_up\n  {line}\n  done: end\n}}\n'
+    parsed = parse_tree(source, "glued.flow")
+    assert parsed.diagnostics, "the typo was accepted"
+    first = parsed.diagnostics[0]
+    if keyword is None:  # not a keyword's prefix: the usual message about what was expected
+        assert "unknown word" not in first.message
+        return
+    assert first.message == f"unknown word `{word}`"
+    assert first.hint == f"did you mean `{keyword}`?"
+    assert (first.span.line, first.span.col, first.span.end_col) == (3, col, col + len(word))

@@ -1,8 +1,10 @@
 """Chaos over the whole pipeline on PostgreSQL: engine and sender workers, a real SMTP server
 (aiosmtpd), 1,000 sends, and SIGKILL at random moments while events keep arriving.
 
-Events come in ten waves; after each, a random worker is killed — whatever it was doing — and a
-new one of the same role takes its place. At the end: every enrollment advanced exactly once,
+Events come in ten waves; after each, a worker is killed — engine and sender workers by turns,
+which one of its role at random, at a random moment while its role has work in progress — and a
+new one of the same role takes its place. The SMTP server takes a few milliseconds per message, as
+a real relay does, so sends are under way long enough to be cut. At the end: every enrollment advanced exactly once,
 every outbox key is unique, every message reached the server (0 lost), and a message arrived twice
 only if the sender had marked it `unknown` (its payload had started going out when its sender
 died, so it was sent again, flagged as possibly doubled).
@@ -10,6 +12,7 @@ died, so it was sent again, flagged as possibly doubled).
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 import time
@@ -18,9 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import Engine, text
 
-from bench.fleet import Fleet, Invariants, backlog, invariants, post_go, published_store, wait_for
+from bench.fleet import Fleet, Invariants, backlog, invariants, post_go, wait_for
 from flowbuilder.store.db import reading
 from tests.mail.conftest import Box, BoxHandler, free_port
 
@@ -37,6 +41,20 @@ def _outbox(engine: Engine) -> dict[str, int]:
         }
 
 
+class RelayHandler(BoxHandler):
+    """The test server, taking as long over each message as a relay on the network does."""
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(0.005)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _busy(engine: Engine, role: str) -> bool:
+    if role == "engine":
+        return backlog(engine) > 0
+    return _outbox(engine).get("sending", 0) > 0
+
+
 def _received(box: Box) -> Counter[str]:
     return Counter(
         line.split(b":", 1)[1].strip().decode()
@@ -47,13 +65,13 @@ def _received(box: Box) -> Counter[str]:
 
 
 def test_random_kills_lose_nothing_and_double_only_unknowns(
-    postgres_url: str, tmp_path: Path
+    postgres_url: str, fleet_store: Engine, tmp_path: Path
 ) -> None:
     box = Box()
     port = free_port()
-    controller = Controller(BoxHandler(box), hostname="127.0.0.1", port=port)
+    controller = Controller(RelayHandler(box), hostname="127.0.0.1", port=port)
     controller.start()
-    engine = published_store(postgres_url, tmp_path / "workspace", datetime.now(UTC))
+    engine = fleet_store
     env = {
         "FLOWBUILDER_SMTP_RELAY": f"smtp://127.0.0.1:{port}",
         "FLOWBUILDER_WORKSPACE": str(tmp_path / "workspace"),
@@ -78,14 +96,14 @@ def test_random_kills_lose_nothing_and_double_only_unknowns(
             per_wave = SENDS // WAVES
             for wave in range(WAVES):
                 post_go(engine, wave * per_wave, per_wave, datetime.now(UTC))
-                time.sleep(rng.uniform(0.05, 0.6))  # land anywhere in the work under way
-                key = rng.choice(sorted(workers))
-                role = key.rstrip("0123456789")
-                busy = (
-                    backlog(engine) > 0
-                    if role == "engine"
-                    else _outbox(engine).get("sending", 0) > 0
-                )
+                role = ("engine", "sender")[wave % 2]
+                key = rng.choice(sorted(k for k in workers if k.startswith(role)))
+                # Land anywhere in the work under way: a random delay, then the first moment the
+                # role is busy (within a few seconds; if it never is, the kill lands idle).
+                time.sleep(rng.uniform(0.0, 0.2))
+                deadline = time.monotonic() + 5
+                while not (busy := _busy(engine, role)) and time.monotonic() < deadline:
+                    time.sleep(0.002)
                 workers[key].kill(signal.SIGKILL)
                 workers[key].popen.wait(30)
                 kills.append((role, busy))
@@ -118,4 +136,3 @@ def test_random_kills_lose_nothing_and_double_only_unknowns(
     uncertain = {mid for mid, flagged in rows if flagged}
     assert twice <= uncertain, f"{len(twice - uncertain)} arrived twice without being unknown"
     assert set(received) == {mid for mid, _ in rows}  # nothing arrived that the outbox never held
-    engine.dispose()

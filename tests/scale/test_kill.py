@@ -29,7 +29,6 @@ from bench.fleet import (
     done,
     invariants,
     make_due,
-    published_store,
     seed,
     wait_for,
 )
@@ -75,9 +74,23 @@ def _catch_mid_batch(engine: Engine, victim: Process) -> None:
         time.sleep(0.002)
 
 
-def test_sigkill_mid_batch_the_others_take_its_rows(postgres_url: str, tmp_path: Path) -> None:
-    now = datetime.now(UTC)
-    engine = published_store(postgres_url, tmp_path / "workspace", now)
+def _freeze_mid_batch(engine: Engine, victim: Process) -> None:
+    """SIGSTOP the victim while it holds a claim: a stop that lands just after a commit is
+    undone (SIGCONT) and tried again."""
+    for _ in range(100):
+        _catch_mid_batch(engine, victim)
+        victim.kill(signal.SIGSTOP)
+        time.sleep(0.05)  # the stop has landed; whatever the worker held, it holds now
+        if _claiming(engine, victim):
+            return
+        victim.kill(signal.SIGCONT)
+    raise AssertionError("the victim was never stopped while holding a claim")
+
+
+def test_sigkill_mid_batch_the_others_take_its_rows(
+    postgres_url: str, fleet_store: Engine, tmp_path: Path
+) -> None:
+    engine = fleet_store
     seed(engine, ENROLLMENTS, None)
     with Fleet(postgres_url, tmp_path) as fleet:
         victim, *others = [fleet.start(batch=100, interval=0.5) for _ in range(3)]
@@ -99,10 +112,9 @@ def test_sigkill_mid_batch_the_others_take_its_rows(postgres_url: str, tmp_path:
 
 
 def test_a_hung_worker_loses_its_batch_after_the_lease_and_cannot_commit_it(
-    postgres_url: str, tmp_path: Path
+    postgres_url: str, fleet_store: Engine, tmp_path: Path
 ) -> None:
-    now = datetime.now(UTC)
-    engine = published_store(postgres_url, tmp_path / "workspace", now)
+    engine = fleet_store
     seed(engine, ENROLLMENTS, None)
     with Fleet(
         postgres_url, tmp_path, env={"FLOWBUILDER_CLAIM_LEASE_SECONDS": str(LEASE)}
@@ -111,8 +123,7 @@ def test_a_hung_worker_loses_its_batch_after_the_lease_and_cannot_commit_it(
         fleet.wait_ready()
         make_due(engine, datetime.now(UTC))
         wait_for(lambda: done(engine) > ENROLLMENTS // 10, 300, "a tenth of the work")
-        _catch_mid_batch(engine, victim)
-        victim.kill(signal.SIGSTOP)
+        _freeze_mid_batch(engine, victim)
         frozen = time.monotonic()
         try:
             # While it is frozen, the others finish everything, its claimed rows included.
@@ -130,4 +141,3 @@ def test_a_hung_worker_loses_its_batch_after_the_lease_and_cannot_commit_it(
         wait_for(lambda: victim.get("/healthz")[0] == 200, 60, "the woken worker to be healthy")
         assert victim.alive() and all(w.alive() for w in others)
     assert invariants(engine) == Invariants.expected(ENROLLMENTS)
-    engine.dispose()

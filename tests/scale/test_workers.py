@@ -9,6 +9,8 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from bench.fleet import (
     Fleet,
     Invariants,
@@ -16,7 +18,6 @@ from bench.fleet import (
     invariants,
     make_due,
     post_go,
-    published_store,
     seed,
     wait_for,
 )
@@ -27,10 +28,9 @@ WORKERS = 4
 
 
 def test_four_workers_advance_every_enrollment_exactly_once(
-    postgres_url: str, tmp_path: Path
+    postgres_url: str, fleet_store: Engine, tmp_path: Path
 ) -> None:
-    now = datetime.now(UTC)
-    engine = published_store(postgres_url, tmp_path / "workspace", now)
+    engine = fleet_store
     seed(engine, ENROLLMENTS, None)
     with Fleet(postgres_url, tmp_path) as fleet:
         workers = [fleet.start(batch=200, interval=0.5) for _ in range(WORKERS)]
@@ -47,4 +47,3 @@ def test_four_workers_advance_every_enrollment_exactly_once(
     assert sum(decided) == ENROLLMENTS + EVENTS
     assert sum(matched) == EVENTS
     assert all(d > 0 for d in decided), f"the work was not shared: {decided}"
-    engine.dispose()

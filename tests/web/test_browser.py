@@ -52,8 +52,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def base_url(template_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app on a fresh copy of the demo store for each test: no test sees another's edits."""
     import uvicorn
 
     from web.app import create_app
