@@ -198,12 +198,18 @@ class Worker:
         """Finish the batch and the sends in progress, then stop everything."""
         self.stopping = True
         self._stop.set()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
-        running = [loop.task for loop in self.loops.values() if loop.task is not None]
-        if running:
+        scheduler = self._scheduler
+        if scheduler is not None:
+            # No new runs; the runs under way finish first (APScheduler's shutdown would cancel
+            # them: a send cut mid-conversation stays `sending` until its lease runs out).
+            scheduler.pause()
+        await asyncio.sleep(0)  # a run submitted a moment ago starts, sees `stopping`, returns
+        while running := [loop.task for loop in self.loops.values() if loop.task is not None]:
             await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.sleep(0)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+            self._scheduler = None
         if self._runtime is not None:
             await self._runtime.stop()
         if self._listener is not None:

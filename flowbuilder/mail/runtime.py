@@ -148,19 +148,30 @@ class Runtime:
         """Stop the jobs; the tick and the send in progress finish and commit first."""
         scheduler = self._scheduler
         if scheduler is not None:
-            scheduler.shutdown(wait=False)  # type: ignore[attr-defined]
-            self._scheduler = None
-        draining = self._draining
-        if draining is not None:
-            await asyncio.gather(draining, return_exceptions=True)
+            # No new runs; the runs under way finish first. (APScheduler's shutdown cancels the
+            # coroutine jobs in progress: a send cut there would stay `sending` until its lease
+            # ran out and then go out again.)
+            scheduler.pause()  # type: ignore[attr-defined]
+        await self._settle()
         await asyncio.to_thread(self._tick_lock.acquire)
         self._tick_lock.release()
+        await self._settle()
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)  # type: ignore[attr-defined]
+            self._scheduler = None
         if self.sender is not None:
             await self.sender.close()
         for server in self.servers:
             server.close()
             await server.wait_closed()
         self.servers.clear()
+
+    async def _settle(self) -> None:
+        """Wait until no send is in progress (one submitted a moment ago starts and finishes)."""
+        await asyncio.sleep(0)
+        while (draining := self._draining) is not None:
+            await asyncio.gather(draining, return_exceptions=True)
+            await asyncio.sleep(0)
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set."""

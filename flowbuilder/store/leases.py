@@ -7,7 +7,8 @@ whose worker stopped in the middle of a statement: a pipelined `executemany` lea
 to write a result. Both hold their row locks for as long as the worker sleeps. Every worker
 therefore ends, once per fraction of the lease, the flowbuilder sessions of the same database that
 hold a transaction and have been waiting on their client since a statement began longer ago than
-the lease.
+the lease. Ending a session takes `pg_terminate_backend` rights over it: the workers run as one
+database role, or theirs is granted `pg_signal_backend` (docs/operations.md).
 """
 
 from __future__ import annotations
