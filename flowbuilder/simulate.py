@@ -9,12 +9,14 @@ and records every decision with its reason. The same inputs give the same output
 from __future__ import annotations
 
 import dataclasses
+import gc
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -76,8 +78,9 @@ class Reaction:
     properties: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class TraceLine:
+class TraceLine(NamedTuple):
+    """One line of a lead's trace (a tuple: the simulator writes one for every decision)."""
+
     at: datetime
     lead: str
     flow: str
@@ -162,6 +165,10 @@ class Simulation:
             self.reactions.setdefault((r.lead, r.step), []).append(r)
 
     def run(self, until: datetime) -> Result:
+        with _collector_paused():
+            return self._run(until)
+
+    def _run(self, until: datetime) -> Result:
         self._schedule_time_triggers(until)
         self._start_rules(until)
         while self.queue and self.queue[0][0] <= until:
@@ -441,6 +448,25 @@ class Simulation:
         if affected:
             self._rules(lead_id, at, affected)
         return []
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a run.
+
+    A run allocates millions of small objects that form no cycles (trace lines, event tuples,
+    enrollments) and keeps most of them to the end, so the collector would walk the growing heap
+    again and again and free nothing: about a third of the run's time at 10,000 leads. Reference
+    counting frees everything as usual meanwhile; the collector resumes when the run ends (and
+    stays off if something else had turned it off).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def simulate(

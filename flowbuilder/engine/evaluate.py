@@ -296,9 +296,12 @@ def _numbers(events: list[Event], prop: str) -> list[float]:
 
 
 def _reaction(call: ir.Call, ctx: Context) -> bool:
+    type_ = REACTIONS[call.function]
+    if not ctx.facts.of_type(type_):
+        return False  # asked at every decision (exit when replied()); most leads never did
     step = call.args[0].name if call.args and isinstance(call.args[0], ir.Ref) else None
     events = ctx.facts.matching(
-        [REACTIONS[call.function]],
+        [type_],
         since=_within(call, ctx),
         until=ctx.now,
         flow=ctx.flow,

@@ -137,12 +137,18 @@ class LeadFacts:
 
         A window is open at its far end: an event exactly 30 days old is no longer "within 30d",
         so the moment it ages out is the moment the answer changes."""
-        wanted = set(types)
         candidates: Iterable[Event]
-        if len(wanted) == 1:
-            candidates = self.of_type(next(iter(wanted)))
+        if isinstance(types, list | tuple) and len(types) == 1:
+            # The common case (one type, asked at every decision): most leads have none of it.
+            candidates = self.of_type(types[0])
+            if not candidates:
+                return []
         else:
-            candidates = (e for e in self.events if e.type in wanted)
+            wanted = set(types)
+            if len(wanted) == 1:
+                candidates = self.of_type(next(iter(wanted)))
+            else:
+                candidates = (e for e in self.events if e.type in wanted)
         return [
             e
             for e in candidates

@@ -80,3 +80,28 @@ def test_the_example_cold_sequence_stops_on_reply() -> None:
     assert {("lee", s) for s in ("interest", "value", "proof", "last_call")} <= sends
     exit_line = next(t for t in result.trace if t.lead == "kim" and t.what == "exit")
     assert exit_line.reason == "exit when replied(): replied() = true"
+
+
+def test_a_run_pauses_the_cyclic_collector_and_gives_it_back_as_it_found_it() -> None:
+    import gc
+
+    from flowbuilder.simulate import Simulation
+
+    states: list[bool] = []
+
+    class Watched(Simulation):
+        def _run(self, until: datetime) -> object:  # type: ignore[override]
+            states.append(gc.isenabled())
+            return super()._run(until)
+
+    ws = dsl.loads(FLOWS)
+    leads = [Lead("a", timezone="UTC")]
+    assert gc.isenabled()
+    Watched(ws, leads, T0).run(T0 + timedelta(days=1))
+    assert states == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        Watched(ws, leads, T0).run(T0 + timedelta(days=1))
+        assert not gc.isenabled()  # turned off by someone else: left off
+    finally:
+        gc.enable()
