@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import socket
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import aiosmtplib
 from sqlalchemy import insert
 
+from bench.fleet import free_port
 from bench.table import Row, print_rows
 from dsl.compile import compile_paths
 from dsl.lint import lint
@@ -59,12 +59,6 @@ def _discard_sink(port: int, ready: object) -> None:
     ready.set()  # type: ignore[attr-defined]
     while True:
         time.sleep(3600)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _store(folder: Path, n: int) -> tuple[object, Settings]:
@@ -168,7 +162,7 @@ def throughput(n: int, dkim: str = "rsa", rounds: int = 3) -> Row:
     The sender reads its templates from the publication's snapshot and signs every message
     with a DKIM key of kind `dkim` (rsa, ed25519 or none), as production does; the raw client
     sends the same messages, built and signed beforehand."""
-    port = _free_port()
+    port = free_port()
     ready = multiprocessing.Event()
     sink = multiprocessing.Process(target=_discard_sink, args=(port, ready), daemon=True)
     sink.start()

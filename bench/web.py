@@ -28,6 +28,11 @@ from dsl.edit import RenameStep, apply, revision
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
+NO_CHROMIUM = (
+    "the browser tests drive Debian's Chromium at /usr/bin/chromium; install it with "
+    "scripts/system-packages (make test does)"
+)
+# How the benchmark and the browser tests launch it: headless in a container, nothing fetched.
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -16,6 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "editors" / "vscode"
 MANIFEST = json.loads((EXTENSION / "package.json").read_text(encoding="utf-8"))
 NODE = shutil.which("node")
+NEEDS_NODE = pytest.mark.skipif(
+    NODE is None,
+    reason="Node.js is not installed; scripts/system-packages installs it (make test does)",
+)
 
 
 def test_the_manifest_names_files_that_exist() -> None:
@@ -94,7 +98,7 @@ def _activate(tmp_path: Path, without_client: bool = False) -> list[dict[str, ob
     return calls
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
+@NEEDS_NODE
 def test_activating_the_extension_starts_flowbuilder_lsp_for_flow_files(tmp_path: Path) -> None:
     created, started = _activate(tmp_path)
     assert created["id"] == "flowbuilder"
@@ -110,7 +114,7 @@ def test_activating_the_extension_starts_flowbuilder_lsp_for_flow_files(tmp_path
     assert started == {"started": True}
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
+@NEEDS_NODE
 def test_without_npm_install_the_extension_says_so_and_keeps_the_colours(tmp_path: Path) -> None:
     (warning,) = _activate(tmp_path, without_client=True)
     assert "npm install" in str(warning["warning"])

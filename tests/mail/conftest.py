@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import Engine, create_engine, insert, select, text
 
+from bench.fleet import free_port
 from dsl.compile import compile_paths
 from dsl.lint import lint
 from flowbuilder.config import Settings
@@ -70,12 +70,6 @@ class BoxHandler:
             return "421 closing"
         self.box.messages.append(envelope)
         return "250 OK queued"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,39 +16,22 @@ from typing import Any
 
 import pytest
 
+from bench.fleet import free_port
+from bench.web import ARGS, CHROMIUM, NO_CHROMIUM
 from dsl.parse import parse_tree
 from flowbuilder.config import Settings
 from tests.web.conftest import EMAIL, EXAMPLES, PASSWORD
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / ".flowbuilder" / "screenshots"
 AXE = sorted((Path(__file__).parent / "vendor").glob("axe-*.min.js"))
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 if not CHROMIUM.exists():
-    pytest.skip(
-        "the browser tests drive Debian's Chromium at /usr/bin/chromium; install it with "
-        "scripts/system-packages (make test does)",
-        allow_module_level=True,
-    )
+    pytest.skip(NO_CHROMIUM, allow_module_level=True)
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -67,7 +49,7 @@ def base_url(template_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         secret_key="browser-secret-" + "x" * 32,
         workspace=EXAMPLES,
     )
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )

@@ -4,7 +4,6 @@ on one origin (`localhost`) and flowbuilder on another (`127.0.0.1`), both serve
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from bench.fleet import free_port
+from bench.web import ARGS, CHROMIUM, NO_CHROMIUM
 from flowbuilder.config import Settings
 from flowbuilder.intake import LeadIn
 from flowbuilder.pulse import tracked_link
@@ -29,25 +30,11 @@ from flowbuilder.store.ingest import upsert_leads
 from flowbuilder.store.schema import DocumentView, Event, Lead
 from web import pulse
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 if not CHROMIUM.exists():
-    pytest.skip(
-        "the browser tests drive Debian's Chromium at /usr/bin/chromium; install it with "
-        "scripts/system-packages (make test does)",
-        allow_module_level=True,
-    )
+    pytest.skip(NO_CHROMIUM, allow_module_level=True)
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, sync_playwright
 
 STATIC = Path(pulse.__file__).parent / "static"
 SECTIONS = 40  # 100 px each beside a 600 px viewport: the page is 4,000 px tall
@@ -75,18 +62,12 @@ class Sites:
     page_url: str  # the landing page, on localhost
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
     import uvicorn
 
     folder = tmp_path_factory.mktemp("pulse-browser")
-    port = _free_port()
+    port = free_port()
     settings = Settings(
         database_url=f"sqlite:///{folder}/fb.db",
         data_dir=folder,
