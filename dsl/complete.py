@@ -27,7 +27,7 @@ from lark.lexer import PatternStr
 from dsl import ir
 from dsl.check import LEAD_FIELDS, REGIONS
 from dsl.functions import BUILTIN_EVENTS, FUNCTIONS, REF_KINDS, Function
-from dsl.parse import _blank, _brace_delta, _syntax_diagnostic, parser
+from dsl.parse import _blank, _brace_delta, _syntax_diagnostic, outside_strings, parser
 
 __all__ = ["Candidate", "Known", "complete", "recovered_tree", "signature"]
 
@@ -392,21 +392,12 @@ def _position_offset(text: str, line: int, col: int) -> int:
 
 
 def _in_string_or_comment(line_text: str) -> bool:
-    in_string = False
-    i = 0
-    while i < len(line_text):
-        ch = line_text[i]
-        if in_string:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "#":
+    quotes = 0
+    for _, ch in outside_strings(line_text):
+        if ch == "#":
             return True
-        i += 1
-    return in_string
+        quotes += ch == '"'
+    return quotes % 2 == 1  # a string opened and not closed yet
 
 
 def complete(text: str, line: int, col: int, known: Known) -> list[Candidate]:

@@ -348,8 +348,10 @@ def _blank(text: str, line: int) -> str | None:
     return "\n".join(lines) if changed else None
 
 
-def _brace_delta(line: str) -> int:
-    delta = 0
+def outside_strings(line: str) -> Iterator[tuple[int, str]]:
+    """The characters of a line of .flow text that are not inside a string, with their 0-based
+    columns: the quotes that open and close strings are among them, and a `#` among them starts
+    the comment."""
     in_string = False
     i = 0
     while i < len(line):
@@ -359,15 +361,25 @@ def _brace_delta(line: str) -> int:
                 i += 1
             elif ch == '"':
                 in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "#":
-            break
-        elif ch == "{":
-            delta += 1
-        elif ch == "}":
-            delta -= 1
+                yield i, ch
+        else:
+            if ch == '"':
+                in_string = True
+            yield i, ch
         i += 1
+
+
+def comment_start(line: str) -> int | None:
+    """The column where the line's comment starts, if it has one."""
+    return next((i for i, ch in outside_strings(line) if ch == "#"), None)
+
+
+def _brace_delta(line: str) -> int:
+    delta = 0
+    for _, ch in outside_strings(line):
+        if ch == "#":
+            break
+        delta += (ch == "{") - (ch == "}")
     return delta
 
 

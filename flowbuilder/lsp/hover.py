@@ -12,7 +12,7 @@ from dsl.complete import signature
 from dsl.diagnostics import Diagnostic
 from dsl.fmt import format_node
 from dsl.functions import FUNCTIONS
-from dsl.parse import keywords
+from dsl.parse import comment_start, keywords
 from flowbuilder.lsp import docs
 from flowbuilder.lsp.session import Analysis
 from flowbuilder.lsp.symbols import Occurrence, TemplateFile
@@ -32,30 +32,12 @@ def _word_at(line_text: str, col: int) -> tuple[str, int, int] | None:
 
 
 def _code_in_comment(line_text: str, col: int) -> str | None:
-    hash_at = _comment_start(line_text)
+    hash_at = comment_start(line_text)
     if hash_at is None or col <= hash_at:
         return None
     for match in _CODE.finditer(line_text, hash_at):
         if match.start() + 1 <= col <= match.end():
             return match.group().upper()
-    return None
-
-
-def _comment_start(line_text: str) -> int | None:
-    in_string = False
-    i = 0
-    while i < len(line_text):
-        ch = line_text[i]
-        if in_string:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "#":
-            return i
-        i += 1
     return None
 
 
@@ -146,7 +128,8 @@ def hover(
             page = docs.lint_rule(d.code)
             if page is not None and page not in parts:
                 parts.append(page)
-    if _comment_start(line_text) is not None and col > (_comment_start(line_text) or 0):
+    hash_at = comment_start(line_text)
+    if hash_at is not None and col > hash_at:
         return "\n\n---\n\n".join(parts) or None
     found = analysis.index.at(label, line, col)
     word = _word_at(line_text, col)
