@@ -5,8 +5,6 @@ servers (aiosmtpd) that capture or misbehave on purpose."""
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import Engine, create_engine, insert, select, text
+from sqlalchemy import Engine, insert, select
 
 from bench.fleet import free_port
 from dsl.compile import compile_paths
@@ -26,7 +24,7 @@ from flowbuilder.mail.consent import record_consent
 from flowbuilder.publish import publish
 from flowbuilder.store.db import open_store
 from flowbuilder.store.schema import Lead, Outbox
-from tests.store.conftest import POSTGRES, postgres_missing, postgres_url, store_url
+from tests.store.conftest import postgres_missing, postgres_schema, postgres_url, store_url
 
 __all__ = ["postgres_missing", "postgres_url", "store_url"]  # fixtures used here
 
@@ -114,21 +112,8 @@ def module_store_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('mail')}/mail.db"
         return
-    missing: str | None = request.getfixturevalue("postgres_missing")
-    if missing:
-        if os.environ.get("FLOWBUILDER_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{missing} (FLOWBUILDER_REQUIRE_POSTGRES=1)")
-        pytest.skip(f"{missing}; set FLOWBUILDER_REQUIRE_POSTGRES=1 to make this an error")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with postgres_schema(request.getfixturevalue("postgres_missing")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -39,12 +40,14 @@ def postgres_missing() -> str | None:
     return _postgres_missing()
 
 
-@pytest.fixture
-def postgres_url(postgres_missing: str | None) -> Iterator[str]:
-    if postgres_missing:
+@contextmanager
+def postgres_schema(missing: str | None) -> Iterator[str]:
+    """A schema of its own on the test server, dropped afterwards; yields its URL. Without a
+    server (`missing` says why) the test is skipped, or fails with FLOWBUILDER_REQUIRE_POSTGRES=1."""
+    if missing:
         if os.environ.get("FLOWBUILDER_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{postgres_missing} (FLOWBUILDER_REQUIRE_POSTGRES=1)")
-        pytest.skip(f"{postgres_missing}; set FLOWBUILDER_REQUIRE_POSTGRES=1 to make this an error")
+            pytest.fail(f"{missing} (FLOWBUILDER_REQUIRE_POSTGRES=1)")
+        pytest.skip(f"{missing}; set FLOWBUILDER_REQUIRE_POSTGRES=1 to make this an error")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES)
     with admin.begin() as conn:
@@ -55,6 +58,12 @@ def postgres_url(postgres_missing: str | None) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_missing: str | None) -> Iterator[str]:
+    with postgres_schema(postgres_missing) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
