@@ -2,6 +2,7 @@
 
 The parser is Lark's, unchanged in what it accepts and reports; around it:
 - `FlowLexer` (`dsl.lexer`): Lark's contextual lexer with each state's terminals in one pattern;
+- `FusedParser` (`dsl.lalr`): Lark's parser loop with that lexer inside it;
 - `tree_callbacks` (`dsl.tree_builder`): Lark's tree shaping and positions in one call per rule;
 - the grammar's symbol names as plain strings and its rules compared by identity, so that the
   parse table's lookups, done for every token and every reduction, stay in C.
@@ -16,6 +17,7 @@ from lark import Lark
 from lark.grammar import Rule
 from lark.parsers.lalr_analysis import Reduce
 
+from dsl.lalr import FusedParser
 from dsl.lexer import FlowLexer
 from dsl.tree_builder import tree_callbacks
 
@@ -36,6 +38,7 @@ class _FlowLark(Lark):
     def __init__(self, grammar: str, **options: Any) -> None:
         super().__init__(grammar, **options)
         _identity_rules(self)
+        self.parser.parser.parser.__class__ = FusedParser
 
     def _prepare_callbacks(self) -> None:
         self._callbacks = tree_callbacks(self.rules)

@@ -80,8 +80,17 @@ class FlowLexer(Lexer):
         self._table = _States(contextual, skip, self.conf.g_regex_flags, newline_types, fusable)
         return self._table
 
+    def state_lexers(self, parser_state: Any) -> _States:
+        """Each parser state's fused pattern (`StateLexer`), by state number."""
+        return self._table if self._table is not None else self._prepare(parser_state)
+
+    @property
+    def skips_newlines(self) -> bool:
+        """Whether a skipped stretch (spaces, comments) can hold line breaks to count."""
+        return self._skip_newlines
+
     def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
-        table = self._table if self._table is not None else self._prepare(parser_state)
+        table = self.state_lexers(parser_state)
         skip_newlines = self._skip_newlines
         text_slice = lexer_state.text
         text: str = text_slice.text
@@ -130,8 +139,16 @@ class FlowLexer(Lexer):
             counter.line_start_pos = line_start
             counter.column = pos - line_start + 1
             lexer_state.last_token = token
-        if pos >= end:
-            return
+        if pos < end:
+            yield from self.rest(lexer_state, parser_state)
+
+    def rest(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
+        """The tokens from where no fused pattern matched: none if only spaces and comments
+        are left, else Lark's contextual lexer's from there."""
+        text: str = lexer_state.text.text
+        end: int = lexer_state.text.end
+        counter = lexer_state.line_ctr
+        pos, line, line_start = counter.char_pos, counter.line, counter.line_start_pos
         assert self._skip is not None and self._contextual is not None
         skipped = self._skip.match(text, pos, end)
         if skipped is not None and skipped.end() == end:

@@ -28,6 +28,9 @@ from lark.tree import Meta
 
 Callback = Callable[[list[Any]], Any]
 
+# The callback of a `?rule` alternative that is one kept symbol: its value is that child.
+first_child: Callback = itemgetter(0)
+
 _new = object.__new__
 
 
@@ -141,7 +144,7 @@ def _callback(rule: Rule) -> Callback:
     collapse = bool(rule.options.expand1 and not rule.alias)
     as_is = _layout(rule)[2]
     if collapse and as_is and len(rule.expansion) == 1:
-        return itemgetter(0)
+        return first_child
     keep = _filter(rule)
     if str(rule.origin.name).startswith("_") and not collapse:
         return _inline(data, keep)

@@ -14,6 +14,7 @@ from lark.exceptions import UnexpectedInput
 
 import dsl.parse
 from dsl.grammar import load_parser
+from dsl.lalr import FusedParser
 from dsl.parse import parse_tree, parser
 from tests.dsl.lark_reference import corpus, reference, shape
 from tests.dsl.strategies import flow_texts
@@ -70,3 +71,24 @@ def test_a_parser_loaded_from_lark_s_cache_builds_the_same_trees(tmp_path: Path)
     for _, text in corpus()[:4]:
         work = text if text.endswith("\n") else text + "\n"
         assert shape(cached.parse(work)) == shape(fresh.parse(work)) == parsed(reference(), text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "flow f {\n  a: wait 1d\n  b: end\n}\n   # only a comment after the last token",
+        "flow f {\n  a: end ' oops\n}\n",  # a character no pattern matches: Lark's lexer decides
+        "flow f {\n  a: wait 1d\n  b: end\n",  # the end of the text where `}` is expected
+        "flow f {\n  a: wait wait\n}\n",  # a token the parse table has no action for
+    ],
+)
+def test_the_fused_parser_loop_ends_and_fails_as_lark_s_does(text: str) -> None:
+    lark = parser()
+    assert type(lark.parser.parser.parser) is FusedParser
+    assert parsed(lark, text) == parsed(reference(), text)
+    assert parse_tree(text, "f.flow").diagnostics == _reference_diagnostics(text)
+
+
+def _reference_diagnostics(text: str) -> object:
+    with mock.patch.object(dsl.parse, "parser", reference):
+        return parse_tree(text, "f.flow").diagnostics
