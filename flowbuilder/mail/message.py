@@ -31,7 +31,7 @@ from flowbuilder.mail import compliance, mime
 from flowbuilder.mail.guard import check_parts, known_fields
 from flowbuilder.mail.personalize import BUILT_IN_FIELDS, Identity, LeadView, Links, merge_fields
 from flowbuilder.mail.sandbox import RenderError
-from flowbuilder.mail.signing import SIGNED_HEADERS, DkimKey
+from flowbuilder.mail.signing import SIGNED_HEADERS, DkimKey, Unsigned
 from flowbuilder.mail.templates import TemplateSet
 from flowbuilder.mail.tracking import Link, Tokens, Urls, add_pixel, rewrite_links
 
@@ -252,6 +252,19 @@ class Composer:
         headers, body, timestamp = out.unsigned
         signature = self.config.dkim.header(headers, body, timestamp=timestamp)
         return replace(out, data=signature + out.data, unsigned=None)
+
+    def unsigned(self, out: Outgoing) -> Unsigned | None:
+        """The DKIM header of `out` but its key operation (`DkimKey.unsigned`), None when there
+        is nothing to sign: `signed(out, u.header(key.signature(u.data)))` is `sign(out)`."""
+        if out.unsigned is None or self.config.dkim is None:
+            return None
+        headers, body, timestamp = out.unsigned
+        return self.config.dkim.unsigned(headers, body, timestamp=timestamp)
+
+    @staticmethod
+    def signed(out: Outgoing, header: bytes) -> Outgoing:
+        """`out` with the DKIM-Signature header line `header` on top."""
+        return replace(out, data=header + out.data, unsigned=None)
 
     def _frame(self, spec: Spec) -> _Frame:
         key = (spec.template, spec.sender, spec.flow, spec.step, spec.test)

@@ -1,17 +1,22 @@
 """The sender: drains the outbox over a pool of SMTP connections.
 
 One drain claims due email rows in batches, checks each at send time (`gate`), builds it
-(`message.Composer`) and hands it to one of `connections` aiosmtplib connections to the relay,
-paced per recipient domain:
+(`message.Composer`) and hands it to one of `connections` SMTP sessions to the relay, paced per
+recipient domain:
 
 - claiming and the reads of the send-time checks run in a worker thread (the database releases
   the interpreter while it works); building runs on the event loop in slices of half a
   millisecond, so the connections' replies are answered between messages instead of waiting for
   a thread's turn;
+- RSA DKIM signatures are made in a worker thread, a slice's messages at a time: OpenSSL signs
+  without holding the interpreter, so the loop goes on building and answering the relay;
 - each connection takes a lot of up to `lot` messages; the payloads of a lot are marked
   (`data_started_at`) in a committed transaction before any of them goes out, and the next lot is
   marked while the current one is sent. Marks of all connections are committed together (group
-  commit), and so are results: one transaction for many messages.
+  commit), and so are results: one transaction for many messages;
+- a lot goes out as one `smtp.Session.send`: aiosmtplib opens the session (TLS, EHLO, AUTH), and
+  each reply is answered from the protocol's callback, one command after the other (no
+  pipelining), without a task switch between commands or between the messages of the lot.
 
 That mark is the line between "safe to send again" and "may have been delivered":
 
@@ -31,7 +36,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import ssl
 import time
 from collections import deque
@@ -58,7 +62,15 @@ from flowbuilder.mail.outbox import Claimed, Result, mail_event
 from flowbuilder.mail.personalize import LeadView
 from flowbuilder.mail.relay import DomainBuckets, Relay
 from flowbuilder.mail.sandbox import RenderError
-from flowbuilder.mail.signing import DkimKey, DkimKeyError
+from flowbuilder.mail.signing import DkimKey, DkimKeyError, Unsigned
+from flowbuilder.mail.smtp import (
+    Dropped,
+    Outcome,
+    Refused,
+    Session,
+    envelope_address,
+    payload,
+)
 from flowbuilder.mail.templates import TemplateSet
 from flowbuilder.store.db import reading
 from flowbuilder.store.published import current
@@ -70,6 +82,8 @@ log = logging.getLogger("flowbuilder.mail.sender")
 
 # Building yields to the event loop after this long, so replies waiting on the connections are read.
 SLICE_SECONDS = 0.0005
+# Signatures handed to the signing thread at once, unless the connections run short sooner.
+SIGN_GROUP = 16
 
 
 def utcnow() -> datetime:
@@ -184,10 +198,15 @@ class _Batch:
 
 @dataclass
 class _Journal:
-    """Group commit of data marks and results: one transaction per round, whatever the number."""
+    """Group commit of data marks and results: one transaction per round, whatever the number.
+
+    A mark a connection waits on is written within a millisecond; the mark of a connection's
+    next lot, made while the current one goes out, waits up to `patience` seconds for the
+    marks and results of the other connections to share its transaction."""
 
     engine: Engine
     clock: Callable[[], datetime] = utcnow
+    patience: float = 0.01
     marks: list[tuple[list[tuple[int, str]], asyncio.Future[None]]] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     suppress: dict[str, str] = field(default_factory=dict)
@@ -198,16 +217,22 @@ class _Journal:
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name="flowbuilder-mail-journal")
 
-    def mark(self, rows: list[tuple[int, str]]) -> asyncio.Future[None]:
-        """Mark these rows (outbox id, Message-ID): the future is done once committed."""
+    def mark(self, rows: list[tuple[int, str]], *, now: bool = True) -> asyncio.Future[None]:
+        """Mark these rows (outbox id, Message-ID): the future is done once committed. Without
+        `now`, the mark may wait for company (`hurry` when it is waited on)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.marks.append((rows, future))
-        self.wake.set()
+        if now:
+            self.wake.set()
         return future
+
+    def hurry(self) -> None:
+        """A connection waits on a mark: write now."""
+        self.wake.set()
 
     def result(self, r: Result) -> None:
         self.results.append(r)
-        if len(self.results) >= 64:
+        if len(self.results) >= 256:
             self.wake.set()
 
     async def flush(self) -> None:
@@ -225,7 +250,8 @@ class _Journal:
     async def _run(self) -> None:
         while not self.closing:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), 0.05)
+                wait = self.patience if self.marks or self.results else 0.05
+                await asyncio.wait_for(self.wake.wait(), wait)
             self.wake.clear()
             # A millisecond gathers the marks of the other connections into the same commit.
             await asyncio.sleep(0.001)
@@ -345,7 +371,7 @@ class Sender:
         self.buckets = DomainBuckets(self.options.rate_per_domain)
         self._composer: tuple[int, Composer] | None = None
         self._fixed = Composer(templates, self.config) if templates is not None else None
-        self._connections: list[aiosmtplib.SMTP | None] = [None] * self.options.connections
+        self._connections: list[Session | None] = [None] * self.options.connections
         self._lock = asyncio.Lock()
         self._signing: ThreadPoolExecutor | None = None
 
@@ -394,49 +420,88 @@ class Sender:
     async def _build(self, batch: _Batch, run: _Run, ahead: int) -> None:
         """Check and build each row of `batch`, handing it to the connections as it is ready.
 
-        RSA signatures are made in worker threads, where OpenSSL runs without holding the
+        RSA signatures are made in a worker thread, where OpenSSL runs without holding the
         interpreter: the loop builds the next messages, and the connections keep sending,
-        while they are signed."""
+        while they are signed. The messages built in one slice go to the thread together (one
+        hand-over for several signatures); the rest of each DKIM header is written here."""
         now = self.clock()
         start = time.perf_counter()
-        signing: deque[tuple[_Prepared, asyncio.Future[Outgoing]]] = deque()
-        offload = self.config.dkim is not None and self.config.dkim.algorithm == "rsa-sha256"
-        loop = asyncio.get_running_loop()
+        composer = batch.composer
+        key = self.config.dkim
+        offload = key is not None and key.algorithm == "rsa-sha256"
+        signing: deque[tuple[list[tuple[_Prepared, Unsigned]], asyncio.Future[list[bytes]]]]
+        signing = deque()
+        group: list[tuple[_Prepared, Unsigned]] = []
+        counts = [0]  # messages handed to the thread and not back yet
+        hungry = self.options.connections * self.options.lot
+
+        def hand_over() -> None:
+            if group:
+                assert key is not None
+                future = asyncio.get_running_loop().run_in_executor(
+                    self._signers(), key.signatures, [u.data for _, u in group]
+                )
+                signing.append((group.copy(), future))
+                counts[0] += len(group)
+                group.clear()
+
         for row in batch.rows:
-            if run.outstanding + len(signing) >= ahead:
-                await self._signed(signing, run, wait=True)
+            if run.outstanding + counts[0] + len(group) >= ahead:
+                hand_over()
+                counts[0] -= await self._signed(signing, run, wait=True)
                 await run.wait_below(ahead)
                 start = time.perf_counter()
             p = self._prepare(row, batch, now, sign=not offload)
-            if p.out is not None and p.out.unsigned is not None:
-                executor = self._signers()
-                signing.append((p, loop.run_in_executor(executor, batch.composer.sign, p.out)))
+            try:
+                todo = composer.unsigned(p.out) if p.out is not None else None
+            except Exception as e:  # never sent unsigned
+                log.exception("cannot sign", extra={"action": "send", "outbox": p.row.id})
+                p.out, p.result = None, Result(p.row, "failed", f"cannot sign with DKIM: {e}")
+                todo = None
+            if todo is not None:
+                group.append((p, todo))
             else:
                 self._dispatch(p, run)
-            await self._signed(signing, run, wait=False)
+            if signing and signing[0][1].done():
+                counts[0] -= await self._signed(signing, run, wait=False)
+            if len(group) >= SIGN_GROUP:
+                hand_over()
             if time.perf_counter() - start > SLICE_SECONDS:
+                if len(run.ready) < hungry:  # the connections are short of messages
+                    hand_over()
                 await asyncio.sleep(0)  # the replies waiting on the connections are read now
                 start = time.perf_counter()
+        hand_over()
         while signing:
-            await self._signed(signing, run, wait=True)
+            counts[0] -= await self._signed(signing, run, wait=True)
 
     async def _signed(
         self,
-        signing: deque[tuple[_Prepared, asyncio.Future[Outgoing]]],
+        signing: deque[tuple[list[tuple[_Prepared, Unsigned]], asyncio.Future[list[bytes]]]],
         run: _Run,
         *,
         wait: bool,
-    ) -> None:
-        """Hand the signed messages to the connections, in order; with `wait`, at least one."""
+    ) -> int:
+        """Hand the signed messages to the connections, in order; with `wait`, at least one
+        group. Returns how many messages came back."""
+        back = 0
         while signing and (wait or signing[0][1].done()):
-            p, future = signing.popleft()
+            group, future = signing.popleft()
             wait = False
+            back += len(group)
             try:
-                p.out = await future
+                signatures = await future
             except Exception as e:  # an unusable key shows on the first message: never sent
-                log.exception("cannot sign", extra={"action": "send", "outbox": p.row.id})
-                p.out, p.result = None, Result(p.row, "failed", f"cannot sign with DKIM: {e}")
-            self._dispatch(p, run)
+                log.exception("cannot sign", extra={"action": "send"})
+                for p, _ in group:
+                    p.out, p.result = None, Result(p.row, "failed", f"cannot sign with DKIM: {e}")
+                    self._dispatch(p, run)
+                continue
+            for (p, todo), signature in zip(group, signatures, strict=True):
+                assert p.out is not None
+                p.out = Composer.signed(p.out, todo.header(signature))
+                self._dispatch(p, run)
+        return back
 
     def _signers(self) -> ThreadPoolExecutor:
         if self._signing is None:
@@ -647,6 +712,8 @@ class Sender:
         marking = self._mark(lot, run) if lot else None
         while lot:
             assert marking is not None
+            if not marking.done():
+                run.journal.hurry()
             try:
                 await marking
             except Exception as e:  # the store is down: nothing of this lot may go out
@@ -654,34 +721,33 @@ class Sender:
                     run.done(p, self._retry(p, f"cannot record the send in the store: {e}"))
                 lot = None
             following = run.take_now(most) if run.ready else []
-            ahead = self._mark(following, run) if following else None
-            for p in lot or ():
+            ahead = self._mark(following, run, now=False) if following else None
+            if lot:
                 try:
-                    result = await self._deliver(n, p, run.journal)
+                    await self._deliver(n, lot, run)
                 except Exception as e:  # never lose a claimed row: report it as a retry
-                    log.exception(
-                        "delivery failed unexpectedly",
-                        extra={"action": "send", "outbox": p.row.id},
-                    )
-                    result = self._retry(p, f"unexpected error: {e}")
-                run.done(p, result)
+                    log.exception("delivery failed unexpectedly", extra={"action": "send"})
+                    self._drop(n)
+                    for p in lot:
+                        if p.row.id in run.in_flight:
+                            run.done(p, self._retry(p, f"unexpected error: {e}"))
             if following:
                 lot, marking = following, ahead
             else:
                 lot = await run.take(most)
                 marking = self._mark(lot, run) if lot else None
 
-    def _mark(self, lot: list[_Prepared], run: _Run) -> asyncio.Future[None]:
+    def _mark(self, lot: list[_Prepared], run: _Run, *, now: bool = True) -> asyncio.Future[None]:
         rows = []
         for p in lot:
             assert p.out is not None
             rows.append((p.out.outbox_id, p.out.message_id))
-        return run.journal.mark(rows)
+        return run.journal.mark(rows, now=now)
 
-    async def _connection(self, n: int) -> aiosmtplib.SMTP:
-        smtp = self._connections[n]
-        if smtp is not None and smtp.is_connected:
-            return smtp
+    async def _connection(self, n: int) -> Session:
+        session = self._connections[n]
+        if session is not None and session.is_open:
+            return session
         r = self.relay
         context = None
         if r.use_tls or r.start_tls:  # loading the CA store takes tens of milliseconds
@@ -698,40 +764,73 @@ class Sender:
             timeout=self.options.timeout,
         )
         await smtp.connect()
-        if r.username:
-            await smtp.login(r.username, r.password or "")
-        self._connections[n] = smtp
-        return smtp
+        try:
+            if smtp.is_ehlo_or_helo_needed:  # a server without EHLO gets HELO
+                try:
+                    await smtp.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await smtp.helo()
+            if r.username:
+                await smtp.login(r.username, r.password or "")
+            session = Session.over(smtp, self.options.timeout)
+        except BaseException:
+            smtp.close()
+            raise
+        self._connections[n] = session
+        return session
 
-    async def _deliver(self, n: int, p: _Prepared, journal: _Journal) -> Result:
-        """Send one marked message. A row refused before DATA gets its definite result written
-        over its mark."""
+    async def _deliver(self, n: int, lot: list[_Prepared], run: _Run) -> None:
+        """Send a marked lot over connection `n`, one transaction after the other (see
+        `smtp.Session.send`); what a dropped connection left not begun goes on a new one."""
+        todo = lot
+        while todo:
+            try:
+                session = await self._connection(n)
+            except (aiosmtplib.SMTPException, OSError) as e:
+                for p in todo:
+                    self.buckets.slow_down(p.domain, self.options.retry_seconds)
+                    run.done(p, self._retry(p, f"cannot reach the relay {self.relay.name}: {e}"))
+                return
+            going: list[_Prepared] = []
+            messages: list[tuple[bytes, bytes, bytes]] = []
+            for p in todo:
+                assert p.out is not None
+                try:
+                    envelope = (envelope_address(p.out.mail_from), envelope_address(p.out.rcpt))
+                except (UnicodeError, ValueError) as e:  # not for SMTP: retried, as any error
+                    run.done(p, self._retry(p, f"unexpected error: {e}"))
+                    continue
+                going.append(p)
+                messages.append((*envelope, payload(p.out.data)))
+            outcomes = await session.send(messages)
+            if not session.is_open:
+                self._drop(n)
+            todo = []
+            for p, outcome in zip(going, outcomes, strict=True):
+                if outcome is None:
+                    todo.append(p)  # not begun: the connection ended before its turn
+                else:
+                    run.done(p, self._outcome(p, outcome, run.journal))
+
+    def _outcome(self, p: _Prepared, outcome: Outcome, journal: _Journal) -> Result:
+        """The result of one message the relay answered (or did not). A row refused before
+        DATA gets its definite result written over its mark."""
         out = p.out
         assert out is not None
-        try:
-            smtp = await self._connection(n)
-        except (aiosmtplib.SMTPException, OSError) as e:
-            self.buckets.slow_down(p.domain, self.options.retry_seconds)
-            return self._retry(p, f"cannot reach the relay {self.relay.name}: {e}")
-        try:
-            await _envelope(smtp, out.mail_from, out.rcpt)
-        except aiosmtplib.SMTPResponseException as e:
-            await self._reset(n, smtp)
-            return self._refused(p, e.code, e.message, at_rcpt=True, journal=journal)
-        except (aiosmtplib.SMTPException, OSError) as e:
-            self._drop(n)
-            return self._retry(p, f"the relay closed the connection before DATA: {e}")
-        try:
-            await smtp.data(out.data)
-        except aiosmtplib.SMTPResponseException as e:
-            if e.code >= 400 and not isinstance(e, aiosmtplib.SMTPServerDisconnected):
-                await self._reset(n, smtp)
-                return self._refused(p, e.code, e.message, at_rcpt=False, journal=journal)
-            self._drop(n)
-            return self._unknown(p, str(e))
-        except (aiosmtplib.SMTPException, OSError) as e:
-            self._drop(n)
-            return self._unknown(p, str(e))
+        if isinstance(outcome, Refused):
+            if outcome.stage in ("mail", "rcpt"):
+                return self._refused(
+                    p, outcome.code, outcome.message, at_rcpt=True, journal=journal
+                )
+            if outcome.code >= 400:
+                return self._refused(
+                    p, outcome.code, outcome.message, at_rcpt=False, journal=journal
+                )
+            return self._unknown(p, str(outcome))
+        if isinstance(outcome, Dropped):
+            if outcome.after_data:
+                return self._unknown(p, str(outcome))
+            return self._retry(p, f"the relay closed the connection before DATA: {outcome}")
         self.buckets.succeeded(p.domain)
         events = (
             []
@@ -820,50 +919,17 @@ class Sender:
             subject=p.out.subject,
         )
 
-    async def _reset(self, n: int, smtp: aiosmtplib.SMTP) -> None:
-        try:
-            await smtp.rset()
-        except (aiosmtplib.SMTPException, OSError):
-            self._drop(n)
-
     def _drop(self, n: int) -> None:
-        smtp = self._connections[n]
+        session = self._connections[n]
         self._connections[n] = None
-        if smtp is not None:
-            smtp.close()
+        if session is not None:
+            session.close()
 
     async def close(self) -> None:
         if self._signing is not None:
             self._signing.shutdown(wait=True)
             self._signing = None
-        for n, smtp in enumerate(self._connections):
-            if smtp is not None and smtp.is_connected:
-                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                    await smtp.quit()
+        for n, session in enumerate(self._connections):
+            if session is not None:
+                await session.quit()
             self._connections[n] = None
-
-
-_PLAIN_ADDRESS = re.compile(r"[!#-;=?-~]+@[!#-;=?-~]+")  # printable ASCII, no `<`, `>` or space
-
-
-async def _envelope(smtp: aiosmtplib.SMTP, sender: str, recipient: str) -> None:
-    """MAIL FROM and RCPT TO. Addresses the store holds are checked at intake: plain ones go
-    as they are, without aiosmtplib parsing each again (RFC 5322 parsing in pure Python costs
-    more than the command); anything else goes through `mail` / `rcpt`, which quote it."""
-    if smtp.is_ehlo_or_helo_needed:  # what `mail` does first; a server without EHLO gets HELO
-        try:
-            await smtp.ehlo()
-        except aiosmtplib.SMTPHeloError:
-            await smtp.helo()
-    if not _PLAIN_ADDRESS.fullmatch(sender):
-        await smtp.mail(sender)
-    else:
-        reply = await smtp.execute_command(b"MAIL", b"FROM:<" + sender.encode("ascii") + b">")
-        if reply.code != 250:
-            raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
-    if not _PLAIN_ADDRESS.fullmatch(recipient):
-        await smtp.rcpt(recipient)
-    else:
-        reply = await smtp.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">")
-        if reply.code not in (250, 251):
-            raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)

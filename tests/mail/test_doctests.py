@@ -15,6 +15,7 @@ MODULES = [
     "personalize",
     "relay",
     "signing",
+    "smtp",
     "templates",
     "textify",
     "tracking",

@@ -198,6 +198,56 @@ def test_a_template_that_cannot_render_fails_with_the_reason_and_is_never_sent(
     assert not box.messages
 
 
+class CutsAtRcpt(BoxHandler):
+    """Drops the connection, without a reply, when one recipient is named."""
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address == "cut@example.com":
+            assert server.transport is not None
+            server.transport.close()
+            await asyncio.sleep(0)
+            return "421 closing"
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+
+def test_a_connection_dropped_before_data_retries_that_message_and_sends_the_rest(
+    store: Engine, settings: Settings
+) -> None:
+    """A lot goes out as one run of transactions: the message the connection dropped under
+    goes back to the outbox (its payload never left), and the lot's later messages go out over
+    a new connection in the same drain, each once."""
+    box = Box()
+    port = free_port()
+    controller = Controller(CutsAtRcpt(box), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        names = ["a@example.com", "b@example.com", "cut@example.com", "c@example.com"]
+        ids = {
+            name: queue(
+                store,
+                add_lead(store, name, {}, consent=False),
+                "ebook_delivery",
+                flow="ebook_nurture",
+                step="deliver",
+            )
+            for name in names
+        }
+        options = SenderOptions(connections=1, lot=8, rate_per_domain=1e6)
+        stats = drain(store, settings, port, options=options)
+    finally:
+        controller.stop()
+    assert (stats.sent, stats.deferred) == (3, 1)
+    cut = row(store, ids["cut@example.com"])
+    assert cut.state == "pending" and "before DATA" in cut.last_error and not cut.uncertain
+    assert sorted(e.rcpt_tos[0] for e in box.messages) == [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+    ]
+
+
 class MarkChecker(BoxHandler):
     """Looks in the store, when a payload arrives, for its row's mark."""
 

@@ -104,6 +104,29 @@ def test_the_builders_header_list_and_the_bytes_give_the_same_signature() -> Non
     assert verifies(from_list, record)
 
 
+@pytest.mark.parametrize("make", [rsa_key, ed25519_key], ids=["rsa-sha256", "ed25519-sha256"])
+def test_the_key_operation_made_apart_gives_the_same_header(make: object) -> None:
+    """The sender writes the header but its signature on the event loop and makes the key
+    operations of many messages in one call to a worker thread: the result is the same header,
+    and it verifies."""
+    private, record = make()  # type: ignore[operator]
+    key = DkimKey.from_bytes(private, SELECTOR, DOMAIN)
+    head, body = MESSAGE.split(b"\r\n\r\n", 1)
+    headers = []
+    for line in head.decode().replace("\r\n ", "\n ").split("\r\n"):
+        name, _, value = line.partition(":")
+        headers.append((name, value.replace("\n ", "\r\n ")))
+    messages = [(headers, body), ([*headers[:1], ("To", "bob@example.com"), *headers[2:]], body)]
+    todo = [key.unsigned(h, b, timestamp=7) for h, b in messages]
+    signatures = key.signatures([u.data for u in todo])
+    for (h, b), u, signature in zip(messages, todo, signatures, strict=True):
+        made = u.header(signature)
+        assert made == key.header(h, b, timestamp=7)  # PKCS#1 v1.5 and Ed25519: deterministic
+        raw = made + "".join(f"{n}:{v}\r\n" for n, v in h).encode() + b"\r\n" + b
+        assert verifies(raw, record)
+    assert signatures[0] != signatures[1]
+
+
 def test_relaxed_canonical_forms() -> None:
     assert relaxed_header("List-Id ", " Welcome\r\n\t <welcome.acme.example>  ") == (
         b"list-id:Welcome <welcome.acme.example>"

@@ -1,0 +1,276 @@
+"""The sender's SMTP sessions against real aiosmtpd servers: a lot goes out in one transaction
+per message with the bytes aiosmtplib would send; a refusal is reset and the lot goes on; a
+dropped connection ends the message under way and leaves the rest not begun; a 421 closes; a
+silent server times out; and a session taken over after STARTTLS and AUTH delivers."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlalchemy import Engine
+
+from flowbuilder.config import Settings
+from flowbuilder.mail.relay import Relay
+from flowbuilder.mail.sender import Sender, SendStats
+from flowbuilder.mail.smtp import (
+    Dropped,
+    Outcome,
+    Refused,
+    Session,
+    envelope_address,
+    payload,
+    read_reply,
+)
+from tests.mail.conftest import NOW, Box, BoxHandler, add_lead, free_port, queue, row
+
+SENDER = envelope_address("bounce+1-abc@bounces.acme.example")
+
+
+def message(subject: str, body: bytes = b"Hello.\r\n") -> bytes:
+    return b"Subject: " + subject.encode() + b"\r\nTo: x@example.com\r\n\r\n" + body
+
+
+async def session(port: int, timeout: float = 5.0) -> Session:
+    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=timeout)
+    await smtp.connect()
+    await smtp.ehlo()
+    return Session.over(smtp, timeout)
+
+
+async def send(port: int, mails: list[tuple[str, bytes]], timeout: float = 5.0) -> list[Outcome]:
+    s = await session(port, timeout)
+    try:
+        return await s.send([(SENDER, envelope_address(to), payload(data)) for to, data in mails])
+    finally:
+        await s.quit()
+
+
+def test_a_lot_goes_out_with_the_bytes_aiosmtplib_sends(smtp_box: tuple[Box, int]) -> None:
+    box, port = smtp_box
+    tricky = message("tricky", b".leading dot\r\nlone\nLF, lone\rCR\r\n..two\r\nno line end")
+    mails = [("ann@example.com", message("one")), ("bob@example.com", tricky)]
+    outcomes = asyncio.run(send(port, mails))
+    assert outcomes == [(250, "OK queued"), (250, "OK queued")]
+    ours = [(e.rcpt_tos, e.original_content) for e in box.messages]
+    box.messages.clear()
+
+    async def theirs() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await smtp.connect()
+        for to, data in mails:
+            await smtp.sendmail("bounce+1-abc@bounces.acme.example", [to], data)
+        await smtp.quit()
+
+    asyncio.run(theirs())
+    assert ours == [(e.rcpt_tos, e.original_content) for e in box.messages]
+    assert [e.mail_from for e in box.messages] == ["bounce+1-abc@bounces.acme.example"] * 2
+
+
+def test_a_refused_recipient_is_reset_and_the_lot_goes_on(smtp_box: tuple[Box, int]) -> None:
+    box, port = smtp_box
+    box.refuse["gone@example.org"] = "550 5.1.1 No such user"
+    box.refuse["busy@example.net"] = "451 4.7.1 Try again later"
+    outcomes = asyncio.run(
+        send(
+            port,
+            [
+                ("ann@example.com", message("1")),
+                ("gone@example.org", message("2")),
+                ("busy@example.net", message("3")),
+                ("bob@example.com", message("4")),
+            ],
+        )
+    )
+    assert outcomes[0] == outcomes[3] == (250, "OK queued")
+    refused = outcomes[1:3]
+    assert all(isinstance(r, Refused) and r.stage == "rcpt" for r in refused)
+    assert [(r.code, r.message) for r in refused] == [  # type: ignore[union-attr]
+        (550, "5.1.1 No such user"),
+        (451, "4.7.1 Try again later"),
+    ]
+    assert [e.rcpt_tos for e in box.messages] == [["ann@example.com"], ["bob@example.com"]]
+
+
+def test_a_connection_dropped_after_data_ends_the_message_and_leaves_the_rest(
+    smtp_box: tuple[Box, int],
+) -> None:
+    box, port = smtp_box
+    box.drop_after_data = True
+
+    async def go() -> tuple[list[Outcome], bool]:
+        s = await session(port)
+        mails = [
+            (SENDER, envelope_address(f"r{i}@example.com"), payload(message("x"))) for i in range(3)
+        ]
+        outcomes = await s.send(mails)
+        return outcomes, s.is_open
+
+    outcomes, still_open = asyncio.run(go())
+    first, *rest = outcomes
+    assert isinstance(first, Dropped) and first.stage == "payload" and first.after_data
+    assert rest == [None, None] and not still_open
+
+
+class Closing(BoxHandler):
+    """421 at RCPT for one address: the server says it closes the channel."""
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        if address == "shut@example.com":
+            return "421 4.3.2 Shutting down"
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+
+def test_a_421_ends_the_session_and_leaves_the_rest_not_begun() -> None:
+    box = Box()
+    port = free_port()
+    controller = Controller(Closing(box), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        outcomes = asyncio.run(
+            send(
+                port,
+                [
+                    ("ann@example.com", message("1")),
+                    ("shut@example.com", message("2")),
+                    ("bob@example.com", message("3")),
+                ],
+            )
+        )
+    finally:
+        controller.stop()
+    assert outcomes[0] == (250, "OK queued") and outcomes[2] is None
+    assert isinstance(outcomes[1], Refused) and outcomes[1].code == 421
+    assert len(box.messages) == 1
+
+
+def test_a_server_that_stops_answering_times_out_before_data() -> None:
+    async def go() -> list[Outcome]:
+        writers: list[asyncio.StreamWriter] = []
+
+        async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            writer.write(b"220 mute ESMTP\r\n")
+            await reader.readline()  # EHLO
+            writer.write(b"250-mute\r\n250 8BITMIME\r\n")
+            await reader.read()  # and never a word more
+
+        server = await asyncio.start_server(mute, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            mails = [("a@example.com", message("1")), ("b@example.com", message("2"))]
+            return await send(port, mails, timeout=0.2)
+        finally:
+            for w in writers:
+                w.close()
+            server.close()
+            await server.wait_closed()
+
+    first, second = asyncio.run(go())
+    assert isinstance(first, Dropped) and first.stage == "mail" and not first.after_data
+    assert "no reply within 0.2 s" in str(first) and second is None
+
+
+def test_replies_are_read_whole_across_reads() -> None:
+    buffer = bytearray(b"250-acme.example\r\n250-SIZE 1000")
+    assert read_reply(buffer) is None
+    buffer += b"\r\n250 8BITMIME\r\n354 go"
+    assert read_reply(buffer) == (250, "acme.example\nSIZE 1000\n8BITMIME")
+    assert read_reply(buffer) is None and bytes(buffer) == b"354 go"
+    with pytest.raises(ValueError, match="not an SMTP reply"):
+        read_reply(bytearray(b"hello there\r\n"))
+
+
+def test_payload_and_envelope_addresses_match_aiosmtplib() -> None:
+    from aiosmtplib.email import quote_address
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    for data in (b"a\r\nb", b".a\nb\r\r\n.", b"x\r\n", b"\r\n.\r\n", b"plain\r\nlines\r\n"):
+        expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+        assert payload(data) == expected
+    for address in ("ann@example.com", "Ann <ann@example.com>", "o'neil+x@example.com"):
+        assert envelope_address(address) == quote_address(address).encode("ascii")
+
+
+# -- STARTTLS and AUTH: the session is taken over from aiosmtplib once they are done ------------
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    yield tmp_path / "cert.pem", tmp_path / "key.pem"
+
+
+def test_the_sender_takes_over_sessions_opened_with_starttls_and_auth(
+    tls_files: tuple[Path, Path], store: Engine, settings: Settings
+) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*tls_files)
+    logins: list[bytes] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        assert isinstance(auth_data, LoginPassword)
+        logins.append(auth_data.login)
+        return AuthResult(success=auth_data.password == b"secret")
+
+    box = Box()
+    port = free_port()
+    controller = Controller(
+        BoxHandler(box),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticator,
+    )
+    controller.start()
+    ids = [
+        queue(store, add_lead(store, f"r{i}@example.com", {}), "welcome_email") for i in range(3)
+    ]
+    relay = Relay.parse(f"smtp://mailer:secret@127.0.0.1:{port}?starttls=yes&verify=no")
+
+    async def go() -> SendStats:
+        sender = Sender(store, settings, relay, clock=lambda: NOW)
+        try:
+            return await sender.drain()
+        finally:
+            await sender.close()
+
+    try:
+        stats = asyncio.run(go())
+    finally:
+        controller.stop()
+    assert stats.sent == 3 and {row(store, i).state for i in ids} == {"sent"}
+    assert logins and set(logins) == {b"mailer"}
+    assert sorted(e.rcpt_tos[0] for e in box.messages) == [f"r{i}@example.com" for i in range(3)]
