@@ -15,8 +15,10 @@ its virtual clock — so a stage change or a segment entry happens at the same m
 - **Segments**: a lead is in a segment exactly while its condition holds.
 
 `RuleSet.affected_by` names the rules a new event can change, so a click re-checks the rules that
-count clicks and nothing else; `next_check` says when sliding windows, decay or the clock can change
-a rule's answer without any new fact.
+count clicks and nothing else; `RuleSet.reached_from` adds the rules such a re-check can move on to
+and `RuleSet.history_read` says which part of a lead's history all of them read, so that only that
+part needs loading. `next_check` says when sliding windows, decay or the clock can change a rule's
+answer without any new fact.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class Reads:
     windows: frozenset[tuple[str, int]] = frozenset()  # (event type, seconds) aging out
     clock: bool = False
     population: frozenset[str] = frozenset()  # population measure keys
+    history: frozenset[str] = frozenset()  # event types read without a window (all of them)
 
     def __or__(self, other: Reads) -> Reads:
         return Reads(
@@ -78,6 +81,7 @@ class Reads:
             self.windows | other.windows,
             self.clock or other.clock,
             self.population | other.population,
+            self.history | other.history,
         )
 
 
@@ -91,7 +95,8 @@ def reads(expr: ir.Expr | None) -> Reads:
             if name in ("stage", "score"):
                 return Reads(memberships=frozenset({name}))
             if name == "unsubscribed":
-                return Reads(events=frozenset({"unsubscribe"}), attributes=frozenset({name}))
+                unsubscribe = frozenset({"unsubscribe"})
+                return Reads(events=unsubscribe, attributes=frozenset({name}), history=unsubscribe)
             return Reads(attributes=frozenset({name}))
         case ir.Call():
             return _call_reads(expr)
@@ -136,9 +141,12 @@ def _call_reads(call: ir.Call) -> Reads:
     elif fn == "in_stage":
         memberships.add("stage")
     windows: set[tuple[str, int]] = set()
+    history: set[str] = set()
     within = call.kwargs.get("within")
     if isinstance(within, ir.Const) and isinstance(within.value, int):
         windows |= {(e, within.value) for e in events}
+    else:
+        history |= events
     population = (
         {population_key(call)} if fn in ("top", "bottom") or fn in _POPULATION_OF_EVENT else set()
     )
@@ -148,6 +156,7 @@ def _call_reads(call: ir.Call) -> Reads:
         windows=frozenset(windows),
         clock=fn in _CLOCK,
         population=frozenset(k for k in population if k),
+        history=frozenset(history),
     )
 
 
@@ -261,12 +270,18 @@ class RuleSet:
     by_membership: dict[str, set[RuleId]] = field(default_factory=dict)
     by_attribute: dict[str, set[RuleId]] = field(default_factory=dict)
     measures: dict[str, ir.Expr] = field(default_factory=dict)
+    clock: bool = False  # some rule reads the clock (`days_since`, `now`, …)
+    stage_reads: list[Reads] = field(default_factory=list)  # each stage's rule, in order
+    # The shortest window or decay period: an event's `next_check` moments are at least that
+    # long after it (or, dated ahead, the event itself). None: events bring no moments.
+    soonest: timedelta | None = None
 
     @classmethod
     def of(cls, ws: ir.Workspace) -> RuleSet:
         rules = cls(ws)
         if ws.stages:
-            rules.reads[STAGES] = _union(reads(s.condition) for s in ws.stages)
+            rules.stage_reads = [reads(s.condition) for s in ws.stages]
+            rules.reads[STAGES] = _union(rules.stage_reads)
         if ws.scoring.rules:
             score = _union(reads(r.when) for r in ws.scoring.rules)
             engaged = {r.per_event for r in ws.scoring.rules if r.per_event}
@@ -275,8 +290,11 @@ class RuleSet:
                 for r in ws.scoring.rules
                 if r.per_event and r.within_seconds
             }
+            always = {r.per_event for r in ws.scoring.rules if r.per_event and not r.within_seconds}
             rules.reads[SCORE] = score | Reads(
-                events=frozenset({*engaged, SCORE_ADJUSTED}), windows=frozenset(windows)
+                events=frozenset({*engaged, SCORE_ADJUSTED}),
+                windows=frozenset(windows),
+                history=frozenset({*always, SCORE_ADJUSTED}),  # flows' points decay, never leave
             )
         for name, decl in ws.lists.items():
             if decl.add_when or decl.remove_when:
@@ -293,6 +311,11 @@ class RuleSet:
             for a in r.attributes:
                 rules.by_attribute.setdefault(a, set()).add(rule)
         rules.measures = population_measures(ws)
+        rules.clock = any(r.clock for r in rules.reads.values())
+        spans = [seconds for r in rules.reads.values() for _, seconds in r.windows]
+        if SCORE in rules.reads and ws.scoring.decay is not None:
+            spans.append(ws.scoring.decay.every_seconds)
+        rules.soonest = timedelta(seconds=min(spans)) if spans else None
         return rules
 
     @property
@@ -314,6 +337,43 @@ class RuleSet:
                 )
                 out |= self.by_membership.get(key, set())
         return out
+
+    def reached_from(self, only: Iterable[RuleId]) -> frozenset[RuleId]:
+        """`only` and every rule that re-checking them can lead `reevaluate` to: those reading a
+        standing (stage, score, list or segment membership) one of them may change, and so on."""
+        found = set(only) & self.reads.keys()
+        todo = list(found)
+        while todo:
+            for rule in self.by_membership.get(_standing(todo.pop()), ()):
+                if rule not in found:
+                    found.add(rule)
+                    todo.append(rule)
+        return frozenset(found)
+
+    def history_read(self, rules: Iterable[RuleId], stage: str | None) -> dict[str, int | None]:
+        """What re-checking `rules` reads of the history of a lead at `stage`: per event type,
+        the longest window it is read within, in seconds (None: all of it). The stage rule reads
+        only the rules of the stages above the lead's, as it only ever moves a lead up."""
+        out: dict[str, int | None] = {}
+        for rule in rules:
+            r = self._stages_above(stage) if rule == STAGES else self.reads[rule]
+            for event_type in r.history | (r.events - {t for t, _ in r.windows}):
+                out[event_type] = None
+            for event_type, seconds in r.windows:
+                if event_type not in out:
+                    out[event_type] = seconds
+                elif (longest := out[event_type]) is not None:
+                    out[event_type] = max(longest, seconds)
+        return out
+
+    def _stages_above(self, stage: str | None) -> Reads:
+        """What the stage rule reads for a lead at `stage` (as `_check_stages` tries them)."""
+        order = [s.name for s in self.ws.stages]
+        if stage is None:
+            return self.reads.get(STAGES, Reads())
+        if stage not in order:
+            return Reads()  # set by hand or import: the rules leave it
+        return _union(self.stage_reads[: order.index(stage)])
 
     def reading_attributes(self, names: Iterable[str]) -> set[RuleId]:
         out: set[RuleId] = set()
@@ -372,6 +432,12 @@ def reevaluate(
         for m in moved:
             pending |= rules.by_membership.get(m, set())
     return facts, changes
+
+
+def _standing(rule: RuleId) -> str:
+    """The membership key (as `Reads.memberships` names it) of what the rule decides."""
+    kind, name = rule
+    return kind if kind in ("stage", "score") else f"{kind}:{name}"
 
 
 def _order(rule: RuleId) -> tuple[int, str]:
@@ -499,7 +565,12 @@ def score_of(ws: ir.Workspace, facts: LeadFacts, now: datetime) -> float:
 
 def next_check(rules: RuleSet, facts: LeadFacts, now: datetime) -> datetime | None:
     """The next moment the lead's rules can change their answer without a new fact: an event
-    leaving a window, a decay period ending, or the hourly look at rules that read the clock."""
+    leaving a window, a decay period ending (or a dated event starting to count towards the
+    score), or the hourly look at rules that read the clock.
+
+    An event's moments after `now` stay what they are until the first of them has passed. So,
+    without rules that read the clock, the earlier of this moment, computed before and still
+    ahead, and this over new events alone is this over all events (`lifecycle.InPart`)."""
     moments: list[datetime] = []
     decay = rules.ws.scoring.decay
     for rule, r in rules.reads.items():
@@ -516,6 +587,7 @@ def next_check(rules: RuleSet, facts: LeadFacts, now: datetime) -> datetime | No
             for event_type in r.events:
                 for e in facts.of_type(event_type):
                     if e.at > now:
+                        moments.append(e.at)
                         continue
                     periods = math.floor((now - e.at) / period) + 1
                     moments.append(e.at + periods * period)

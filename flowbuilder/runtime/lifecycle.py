@@ -1,7 +1,8 @@
 """The runtime's side of the lead rules (stages, scoring, rule-fed lists, segments).
 
 - **New facts** re-check only the rules they can change: the events pass hands each batch's events
-  to `on_events`, in the same transaction that marks them processed.
+  to `on_events`, in the same transaction that marks them processed. Of such a lead,
+  `load_for_events` loads only the part of its history those rules read (`InPart`).
 - **Time** re-checks a lead when one of its windows slides, its score decays or a clock-reading
   rule may have turned: `leads.rules_due_at` holds that moment (`rules.next_check`), and
   `due_rules_pass` claims due leads in batches, as the due pass claims enrollments. An import or an
@@ -20,13 +21,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from flowbuilder.engine.facts import Event, LeadFacts
+from flowbuilder.engine.facts import Event, LeadFacts, lead_facts
 from flowbuilder.engine.rules import (
     Change,
     RuleId,
@@ -41,6 +44,7 @@ from flowbuilder.store import clocks
 from flowbuilder.store.bulk import among
 from flowbuilder.store.facts import load_facts
 from flowbuilder.store.published import Published
+from flowbuilder.store.schema import Event as EventRow
 from flowbuilder.store.schema import Lead, PopulationRow, SegmentMember
 from flowbuilder.store.segments_sql import members
 from flowbuilder.store.writes import Batch
@@ -75,18 +79,99 @@ def account_types_for(published: Published) -> frozenset[str]:
 
 
 def load(
-    conn: Connection, published: Published, lead_ids: Iterable[int], now: datetime
+    conn: Connection,
+    published: Published,
+    lead_ids: Iterable[int],
+    now: datetime,
+    *,
+    history_of: Mapping[int, Mapping[str, datetime | None]] | None = None,
 ) -> dict[int, LeadFacts]:
-    """The leads as the interpreter and the rules read them: history, memberships, the stored
-    population, and the events of their colleagues that account-wide exits read."""
+    """The leads as the interpreter and the rules read them: history (of the leads in
+    `history_of`, only that part of it), memberships, the stored population, and the events of
+    their colleagues that account-wide exits read."""
     return load_facts(
         conn,
         list(lead_ids),
         published.ws,
         now,
+        history_of=history_of,
         population=population(conn),
         account_types=account_types_for(published),
     )
+
+
+@dataclass(frozen=True)
+class InPart:
+    """A lead whose new events only its rules read, loaded with only the part of its history the
+    rules those events can change (and those their changes can lead to) read.
+
+    Its `rules_due_at`, `due`, is ahead: the next moment of all its rules, computed when its
+    last events were handled. Such a moment stays what it is until it has passed (see
+    `next_check`), so the lead's next moment is the earlier of `due` and that of its `events`,
+    the new ones, alone — what `next_check` over its whole history gives, without reading it.
+    With rules that read the clock, whose next look moves with every check, leads are loaded
+    whole."""
+
+    due: datetime
+    stage: str | None  # the stage the part of the history was chosen for
+    events: tuple[Event, ...]
+
+
+def load_for_events(
+    conn: Connection,
+    published: Published,
+    events: Sequence[tuple[int, Event]],
+    whole: Collection[str],
+    now: datetime,
+) -> tuple[dict[int, LeadFacts], dict[int, InPart]]:
+    """The leads that something must read for their new events: whole when one of them is of a
+    type in `whole` (a trigger filter or an account-wide exit reads the lead), or when its rules
+    are due or have no next moment; otherwise with only the part of its history that the rules
+    its events can change read (`RuleSet.history_read`), returned as `InPart`. Leads whose events
+    nothing reads are not loaded."""
+    rules = rules_for(published)
+    by_lead: dict[int, list[Event]] = defaultdict(list)
+    for lead_id, event in events:
+        by_lead[lead_id].append(event)
+    full: set[int] = set()
+    reached: dict[int, frozenset[RuleId]] = {}
+    closures: dict[frozenset[RuleId], frozenset[RuleId]] = {}
+    for lead_id, mine in by_lead.items():
+        if any(e.type in whole for e in mine):
+            full.add(lead_id)
+            continue
+        only = frozenset(rules.affected_by(mine))
+        if only:
+            found = closures.get(only)
+            if found is None:
+                found = closures[only] = rules.reached_from(only)
+            reached[lead_id] = found
+    parts: dict[int, InPart] = {}
+    history_of: dict[int, dict[str, datetime | None]] = {}
+    if reached and not rules.clock:
+        read: dict[tuple[frozenset[RuleId], str | None], dict[str, datetime | None]] = {}
+        for lead_id, due, stage in conn.execute(
+            select(Lead.id, Lead.rules_due_at, Lead.stage).where(among(conn, Lead.id, reached))
+        ):
+            if due is None or due <= now:
+                continue
+            key = (reached[lead_id], stage)
+            if key not in read:
+                read[key] = {
+                    event_type: None if seconds is None else now - timedelta(seconds=seconds)
+                    for event_type, seconds in rules.history_read(*key).items()
+                }
+            mine = sorted(by_lead[lead_id], key=lambda e: e.at)
+            parts[lead_id] = InPart(due, stage, tuple(mine))
+            history_of[lead_id] = read[key]
+    full |= reached.keys() - parts.keys()
+    facts = load(conn, published, full | parts.keys(), now, history_of=history_of)
+    moved = [i for i, part in parts.items() if i in facts and facts[i].stage != part.stage]
+    if moved:  # its stage changed in between (another worker): read it whole
+        for lead_id in moved:
+            del parts[lead_id]
+        facts.update(load(conn, published, moved, now))
+    return facts, parts
 
 
 def record(
@@ -140,15 +225,25 @@ def check(
     facts: LeadFacts,
     now: datetime,
     only: Iterable[RuleId] | None,
+    part: InPart | None = None,
 ) -> LeadFacts:
     """Re-check the lead's rules (`only` those, or all), record the changes, and keep its score
-    and the moment its rules are next due."""
+    and the moment its rules are next due (`part`: the facts hold only part of its history, and
+    that moment moves only when its new events bring an earlier one)."""
     before = facts.score
     facts, changes = reevaluate(rules, facts, now, only)
     record(out, lead_id, facts, changes, now)
     if facts.score != before:
         out.lead_values(lead_id, score=facts.score)
-    out.lead_values(lead_id, rules_due_at=next_check(rules, facts, now))
+    if part is None:
+        out.lead_values(lead_id, rules_due_at=next_check(rules, facts, now))
+    elif rules.soonest is not None and any(
+        (e.at if e.at > now else e.at + rules.soonest) < part.due for e in part.events
+    ):  # a moment of the new events may come first (none comes sooner than that)
+        new = lead_facts(lead_id=facts.lead_id, attributes={}, events=part.events)
+        found = next_check(rules, new, now)
+        if found is not None and found < part.due:
+            out.lead_values(lead_id, rules_due_at=found)
     return facts
 
 
@@ -159,8 +254,10 @@ def on_events(
     facts: dict[int, LeadFacts],
     out: Batch,
     now: datetime,
+    parts: Mapping[int, InPart] | None = None,
 ) -> None:
-    """New facts: each lead's rules that its new events can change."""
+    """New facts: each lead's rules that its new events can change (`parts`: the leads
+    `load_for_events` loaded with only the events of those rules)."""
     rules = rules_for(published)
     if rules.empty:
         return
@@ -171,7 +268,8 @@ def on_events(
         only = rules.affected_by(by_lead[lead_id])
         lead = facts.get(lead_id)
         if only and lead is not None:
-            facts[lead_id] = check(rules, out, lead_id, lead, now, only)
+            part = parts.get(lead_id) if parts else None
+            facts[lead_id] = check(rules, out, lead_id, lead, now, only, part)
 
 
 def due_rules_pass(
@@ -232,7 +330,8 @@ def rules_changed_pass(conn: Connection, published: Published, now: datetime) ->
 
 def recompute_segment(conn: Connection, published: Published, name: str, now: datetime) -> int:
     """A segment's members computed afresh — in one query when its condition compiles to SQL —
-    and the leads that enter or leave it recorded with their reasons. Returns how many moved."""
+    and the leads that enter or leave it recorded with their reasons; every lead's next moment
+    then includes those of the segment's windows. Returns how many moved."""
     ws = published.ws
     rules = rules_for(published)
 
@@ -250,7 +349,32 @@ def recompute_segment(conn: Connection, published: Published, name: str, now: da
         for lead_id, lead in facts_of(chunk).items():
             check(rules, out, lead_id, lead, now, [("segment", name)])
         out.write(conn)
+    _watch_windows(conn, rules, ("segment", name), now)
     return len(moved)
+
+
+def _watch_windows(conn: Connection, rules: RuleSet, rule: RuleId, now: datetime) -> None:
+    """Bring forward every lead's `rules_due_at` to the next moment one of the windows of `rule`,
+    new or changed, slides: the leads it did not move were not looked at, and the next moment
+    they keep knows only the other rules (the events pass relies on it, see `InPart`)."""
+    leads = cast(Table, Lead.__table__)
+    for event_type, seconds in sorted(rules.reads[rule].windows):
+        width = timedelta(seconds=seconds)
+        firsts = conn.execute(
+            select(EventRow.lead_id, func.min(EventRow.at).label("at"))
+            .where(EventRow.type == event_type, EventRow.at > now - width)
+            .group_by(EventRow.lead_id)
+        ).all()
+        if firsts:
+            conn.execute(
+                update(leads)
+                .where(
+                    leads.c.id == bindparam("lead"),
+                    or_(leads.c.rules_due_at.is_(None), leads.c.rules_due_at > bindparam("end")),
+                )
+                .values(rules_due_at=bindparam("end")),
+                [{"lead": row.lead_id, "end": row.at + width} for row in firsts],
+            )
 
 
 _populations: dict[tuple[str, datetime | None], dict[str, list[float]]] = {}

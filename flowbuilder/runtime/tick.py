@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, func, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from dsl import ir
@@ -64,6 +64,10 @@ MAX_ROUNDS = 20  # a cascade of rules, events and steps at one moment is bounded
 SCAN_EVERY = timedelta(minutes=15)
 TIME_TRIGGERS_CLOCK = "time_triggers"
 TIME_TRIGGERS = (ir.DateTrigger, ir.AnniversaryTrigger, ir.InactiveTrigger, ir.ScheduleTrigger)
+# `events.pending` as the partial index `ix_events_pending` is defined (`WHERE pending`): SQLite
+# uses a partial index only for that very term, and SQLAlchemy writes a boolean column there as
+# `pending = 1`, which made every events pass scan the whole events table.
+PENDING = text("events.pending")
 
 
 @dataclass
@@ -265,7 +269,7 @@ def events_pass(
     """New events: enroll on the triggers they fire, wake the enrollments of their leads."""
     rows = conn.execute(
         select(EventRow)
-        .where(EventRow.pending)
+        .where(PENDING)
         .order_by(EventRow.id)
         .limit(batch)
         .with_for_update(skip_locked=True)
@@ -275,23 +279,17 @@ def events_pass(
     ws = published.ws
     lead_ids = {r.lead_id for r in rows}
     account_types = lifecycle.account_types_for(published)
-    rules = lifecycle.rules_for(published)
     events = [(r.lead_id, to_event(r)) for r in rows]
-    # A lead's history is loaded only when something reads it: a rule the event can change, a
-    # trigger filter on the event, an account-wide exit. A stage change that only starts a flow
-    # needs none of it.
+    # A lead's history is loaded only when something reads it: a trigger filter on the event or
+    # an account-wide exit (the whole history), a rule the event can change (the events of the
+    # rules it can change). A stage change that only starts a flow needs none of it.
     reading_types = _trigger_filtered(published) | account_types
-    needed = {
-        lead_id
-        for lead_id, event in events
-        if event.type in reading_types or rules.affected_by([event])
-    }
-    facts = lifecycle.load(conn, published, needed, now)
+    facts, parts = lifecycle.load_for_events(conn, published, events, reading_types, now)
     entries = _Entries.load(conn, lead_ids)
     out = Batch(now)
     # The lead rules first: a click that makes a lead sales-qualified is a stage change that
     # triggers and the lead's enrollments see in this same pass.
-    lifecycle.on_events(conn, published, events, facts, out, now)
+    lifecycle.on_events(conn, published, events, facts, out, now, parts)
     stats.changes += len(out.decisions)
     flows = [ws.flows[name] for name in sorted(published.versions)]
     for row, (_, event) in zip(rows, events, strict=True):

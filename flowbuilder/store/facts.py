@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection
 
 from dsl import ir
@@ -45,6 +46,7 @@ def load_facts(
     now: datetime,
     *,
     event_types: Collection[str] | None = None,
+    history_of: Mapping[int, Mapping[str, datetime | None]] | None = None,
     segments: bool = True,
     population: Mapping[str, Sequence[float]] | None = None,
     account_types: Collection[str] = (),
@@ -52,7 +54,9 @@ def load_facts(
     """LeadFacts for every lead in `lead_ids` (five queries, whatever their number).
 
     `event_types` limits the events loaded (None: all of them) and `segments=False` skips
-    segment membership, for passes that read neither. `population` is the stored population
+    segment membership, for passes that read neither. `history_of` narrows the history of the
+    leads it names to the event types it maps, each since the moment it maps it to (None: all of
+    them), with one more query per different narrowing. `population` is the stored population
     measures, for conditions that rank a lead among all others. `account_types` are the event
     types account-wide exits read: those of the leads' colleagues are loaded too."""
     if not lead_ids:
@@ -72,12 +76,15 @@ def load_facts(
         ).where(among(conn, Lead.id, ids))
     ).all()
     events: dict[int, list[Event]] = defaultdict(list)
-    query = select(*_EVENT_COLUMNS).where(among(conn, EventRow.lead_id, ids))
+    whole = [i for i in ids if i not in history_of] if history_of else ids
+    query = select(*_EVENT_COLUMNS).where(among(conn, EventRow.lead_id, whole))
     if event_types is not None:
         query = query.where(EventRow.type.in_(sorted(event_types)))
-    if event_types is None or event_types:
+    if whole and (event_types is None or event_types):
         for row in conn.execute(query.order_by(EventRow.at, EventRow.id)):
             events[row.lead_id].append(to_event(row))
+    if history_of:
+        _narrowed_history(conn, history_of, events)
     lists: dict[int, set[str]] = defaultdict(set)
     for lead_id, name in conn.execute(
         select(Membership.lead_id, Membership.list_name).where(among(conn, Membership.lead_id, ids))
@@ -122,6 +129,37 @@ def load_facts(
         )
         out[lead.id] = facts
     return out
+
+
+def _narrowed_history(
+    conn: Connection,
+    history_of: Mapping[int, Mapping[str, datetime | None]],
+    events: dict[int, list[Event]],
+) -> None:
+    """The events `history_of` names (see `load_facts`): one query for the leads that want the
+    same, each lead's events in time order."""
+    alike: dict[frozenset[tuple[str, datetime | None]], list[int]] = defaultdict(list)
+    for lead_id, wanted in history_of.items():
+        alike[frozenset(wanted.items())].append(lead_id)
+    for same, lead_ids in alike.items():
+        by_since: dict[datetime | None, list[str]] = defaultdict(list)
+        for event_type, since in sorted(same, key=itemgetter(0)):
+            by_since[since].append(event_type)
+        parts = [
+            EventRow.type.in_(types)
+            if since is None
+            else and_(EventRow.type.in_(types), EventRow.at > since)
+            for since, types in by_since.items()
+        ]
+        if not parts:
+            continue
+        query = (
+            select(*_EVENT_COLUMNS)
+            .where(among(conn, EventRow.lead_id, lead_ids), or_(*parts))
+            .order_by(EventRow.lead_id, EventRow.at, EventRow.id)  # the index's order
+        )
+        for row in conn.execute(query):
+            events[row.lead_id].append(to_event(row))
 
 
 def _account_events(

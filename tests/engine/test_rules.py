@@ -153,3 +153,37 @@ def test_an_event_touches_only_the_rules_that_read_it() -> None:
 
 def test_population_measures_are_named_as_the_evaluator_looks_them_up() -> None:
     assert list(population_measures(rules().ws)) == ['total(purchase, "amount")']
+
+
+def test_a_re_check_reaches_the_rules_that_read_what_it_may_change() -> None:
+    r = rules()
+    engaged, hot = ("segment", "engaged"), ("segment", "hot")
+    assert r.reached_from([engaged]) == {engaged, hot}  # hot reads the engaged membership
+    assert r.reached_from([SCORE]) == {SCORE, hot}  # and the score
+    assert r.reached_from([("list", "repeat_clickers")]) == {("list", "repeat_clickers")}
+
+
+def test_the_history_a_re_check_reads_is_its_rules_windows_and_the_stages_above() -> None:
+    r = rules()
+    days = 86400
+    # Stages only move up: a lead at mql is only tried for sql, one at sql for nothing.
+    assert r.history_read([STAGES], None) == {"click": None, "open": None}
+    assert r.history_read([STAGES], "mql") == {"click": None}
+    assert r.history_read([STAGES], "sql") == {}
+    assert r.history_read([STAGES], "customer") == {}  # a stage set by hand: the rules leave it
+    # The score reads clicks of 30 days and every point a flow gave (they decay, never leave).
+    assert r.history_read([SCORE, ("segment", "engaged")], "sql") == {
+        "click": 30 * days,
+        "score.adjusted": None,
+        "open": 7 * days,
+    }
+    assert r.history_read([SCORE, STAGES], "mql") == {"click": None, "score.adjusted": None}
+    assert r.history_read([("segment", "big_spenders")], None) == {"purchase": None}
+    assert r.soonest == timedelta(days=7)  # the engaged window, shorter than a decay period
+
+
+def test_an_event_dated_ahead_is_looked_at_when_it_starts_to_count() -> None:
+    r = rules()
+    facts = lead(*clicks(5), stage="sql")
+    assert next_check(r, facts, T0) == T0 + 5 * DAY  # its points start to count (and decay)
+    assert next_check(r, facts, T0 + 5 * DAY) == T0 + 15 * DAY
