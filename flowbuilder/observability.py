@@ -35,7 +35,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 
 from flowbuilder.store.db import reading
-from flowbuilder.store.schema import EnrollmentRow, Lead, Outbox
+from flowbuilder.store.schema import PENDING_EVENTS, EnrollmentRow, Lead, Outbox
 from flowbuilder.store.schema import Event as EventRow
 
 # What a tick's counts are called as metrics: TickStats field → (metric name, help).
@@ -188,7 +188,7 @@ def read_backlog(conn: Connection, now: datetime) -> Backlog:
         )
     ).one()
     events = conn.execute(
-        select(func.count(), func.min(EventRow.received_at)).where(EventRow.pending)
+        select(func.count(), func.min(EventRow.received_at)).where(PENDING_EVENTS)
     ).one()
     rules = conn.execute(
         select(func.count(), func.min(Lead.rules_due_at)).where(Lead.rules_due_at <= now)

@@ -6,7 +6,7 @@ its virtual clock — so a stage change or a segment entry happens at the same m
 
 - **Stages** are tried top to bottom; the first whose rule holds is the lead's stage. Rules only
   move a lead up (a lead that is `sql` stays `sql` when its 30-day open count drops); a flow's
-  `update lead.stage = …` sets any stage.
+  `update lead.stage = …` sets any stage (from which the rules may move the lead up again).
 - **Scoring**: fit points for each rule that holds now, engagement points per event in its window,
   and the points flows add (`update lead.score += 5`, recorded as `score.adjusted` events), all
   reduced by the decay for each full period of their age.
@@ -324,10 +324,21 @@ class RuleSet:
 
     def affected_by(self, events: Iterable[Event]) -> set[RuleId]:
         """The rules whose answer the events can change: those that read the event types, and
-        for membership events (a stage, list or segment changed) those that read the membership."""
+        for membership events (a stage, list or segment changed) those that read the membership.
+
+        What a flow writes to the lead comes with such an event, and the lead read with it
+        already holds the new value: `score.adjusted` (`update lead.score …`) names the rules
+        that read the score too, as re-checking the score finds it unchanged and would not lead
+        to them; `stage.changed` (`update lead.stage = …`) names the stage rules, which move a
+        lead up from the stage it is at. (An attribute or a tag a flow changes leaves no event: the
+        drivers re-check the lead for it, `reading_attributes`, or make it due.)"""
         out: set[RuleId] = set()
         for e in events:
             out |= self.by_event.get(e.type, set())
+            if e.type == SCORE_ADJUSTED:
+                out |= self.by_membership.get("score", set())
+            elif e.type == "stage.changed" and STAGES in self.reads:
+                out.add(STAGES)
             membership = _MEMBERSHIP_OF.get(e.type)
             if membership is not None:
                 key = (

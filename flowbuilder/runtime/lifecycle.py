@@ -226,17 +226,23 @@ def check(
     now: datetime,
     only: Iterable[RuleId] | None,
     part: InPart | None = None,
+    *,
+    due: datetime | None = None,
 ) -> LeadFacts:
     """Re-check the lead's rules (`only` those, or all), record the changes, and keep its score
     and the moment its rules are next due (`part`: the facts hold only part of its history, and
-    that moment moves only when its new events bring an earlier one)."""
+    that moment moves only when its new events bring an earlier one; `due`: the moment the lead
+    was due, kept when it comes first, as `only` some of its rules were looked at)."""
     before = facts.score
     facts, changes = reevaluate(rules, facts, now, only)
     record(out, lead_id, facts, changes, now)
     if facts.score != before:
         out.lead_values(lead_id, score=facts.score)
     if part is None:
-        out.lead_values(lead_id, rules_due_at=next_check(rules, facts, now))
+        found = next_check(rules, facts, now)
+        if due is not None and (found is None or due < found):
+            found = due
+        out.lead_values(lead_id, rules_due_at=found)
     elif rules.soonest is not None and any(
         (e.at if e.at > now else e.at + rules.soonest) < part.due for e in part.events
     ):  # a moment of the new events may come first (none comes sooner than that)
@@ -331,7 +337,9 @@ def rules_changed_pass(conn: Connection, published: Published, now: datetime) ->
 def recompute_segment(conn: Connection, published: Published, name: str, now: datetime) -> int:
     """A segment's members computed afresh — in one query when its condition compiles to SQL —
     and the leads that enter or leave it recorded with their reasons; every lead's next moment
-    then includes those of the segment's windows. Returns how many moved."""
+    then includes those of the segment's windows. A lead that moves keeps the moment it was due,
+    when that comes first: only the segment's rule (and those it leads to) looked at it, and a
+    lead due already is still due for all of them. Returns how many moved."""
     ws = published.ws
     rules = rules_for(published)
 
@@ -345,9 +353,15 @@ def recompute_segment(conn: Connection, published: Published, name: str, now: da
     moved = sorted(inside ^ stored)
     for start in range(0, len(moved), 1000):
         chunk = moved[start : start + 1000]
+        due: dict[int, datetime | None] = {
+            lead_id: at
+            for lead_id, at in conn.execute(
+                select(Lead.id, Lead.rules_due_at).where(among(conn, Lead.id, chunk))
+            )
+        }
         out = Batch(now)
         for lead_id, lead in facts_of(chunk).items():
-            check(rules, out, lead_id, lead, now, [("segment", name)])
+            check(rules, out, lead_id, lead, now, [("segment", name)], due=due.get(lead_id))
         out.write(conn)
     _watch_windows(conn, rules, ("segment", name), now)
     return len(moved)

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import Engine, func, or_, select, text, update
+from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from dsl import ir
@@ -51,7 +51,7 @@ from flowbuilder.store.bulk import among
 from flowbuilder.store.db import reading
 from flowbuilder.store.facts import lead_key, lead_row_values, load_facts, to_event
 from flowbuilder.store.published import Published, current
-from flowbuilder.store.schema import EnrollmentRow, Lead
+from flowbuilder.store.schema import PENDING_EVENTS, EnrollmentRow, Lead
 from flowbuilder.store.schema import Event as EventRow
 from flowbuilder.store.writes import Batch
 from flowbuilder.wakeups import OUTBOX, notify
@@ -64,10 +64,6 @@ MAX_ROUNDS = 20  # a cascade of rules, events and steps at one moment is bounded
 SCAN_EVERY = timedelta(minutes=15)
 TIME_TRIGGERS_CLOCK = "time_triggers"
 TIME_TRIGGERS = (ir.DateTrigger, ir.AnniversaryTrigger, ir.InactiveTrigger, ir.ScheduleTrigger)
-# `events.pending` as the partial index `ix_events_pending` is defined (`WHERE pending`): SQLite
-# uses a partial index only for that very term, and SQLAlchemy writes a boolean column there as
-# `pending = 1`, which made every events pass scan the whole events table.
-PENDING = text("events.pending")
 
 
 @dataclass
@@ -269,7 +265,7 @@ def events_pass(
     """New events: enroll on the triggers they fire, wake the enrollments of their leads."""
     rows = conn.execute(
         select(EventRow)
-        .where(PENDING)
+        .where(PENDING_EVENTS)
         .order_by(EventRow.id)
         .limit(batch)
         .with_for_update(skip_locked=True)
@@ -732,7 +728,9 @@ _KINDS: dict[type, str] = {
 
 def pending_work(conn: Connection, now: datetime) -> tuple[int, int]:
     """(events not yet matched, enrollments due) — the backlog a tick would take on."""
-    events = conn.execute(select(func.count()).where(EventRow.pending)).scalar_one()
+    events = conn.execute(
+        select(func.count()).select_from(EventRow).where(PENDING_EVENTS)
+    ).scalar_one()
     due = conn.execute(
         select(func.count()).where(EnrollmentRow.status == "active", EnrollmentRow.due_at <= now)
     ).scalar_one()

@@ -127,6 +127,13 @@ class Event(Base):
     pending: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+# The condition pending events are looked up by: the very term of `ix_events_pending` (`WHERE
+# pending`). SQLite uses a partial index only for a query that says that term, and SQLAlchemy
+# writes the boolean column `Event.pending` in a WHERE as `pending = 1` there, which scans the
+# whole events table. Select from `Event` with it (the text names no table of its own).
+PENDING_EVENTS = text("events.pending")
+
+
 class ListRow(Base):
     __tablename__ = "lists"
 

@@ -151,6 +151,25 @@ def test_an_event_touches_only_the_rules_that_read_it() -> None:
     assert r.affected_by([Event("meeting_booked", T0)]) == set()
 
 
+def test_what_a_flow_writes_re_checks_the_rules_that_read_it() -> None:
+    r = rules()
+    # A flow's `update lead.score` writes the new score with its `score.adjusted` event, so the
+    # score rule finds nothing to change: the rules that read `lead.score` are re-checked anyway.
+    adjusted = Event("score.adjusted", T0, {"delta": 20})
+    assert r.affected_by([adjusted]) == {SCORE, ("segment", "hot")}
+    flowed = lead(adjusted, Event("open", T0), score=20.0, segments=frozenset({"engaged"}))
+    facts, changes = reevaluate(r, flowed, T0, r.affected_by([adjusted]))
+    assert "hot" in facts.segments
+    assert [(c.what, c.name) for c in changes] == [("segment.entered", "hot")]
+    # A stage a flow set: the stage rules move the lead up from it, as a full recompute does.
+    stage_set = Event("stage.changed", T0, {"stage": "lead", "from": "mql"})
+    assert r.affected_by([stage_set]) == {STAGES}
+    facts, _ = reevaluate(
+        r, lead(*clicks(0, 1, 2), stage="lead"), T0 + 3 * DAY, r.affected_by([stage_set])
+    )
+    assert facts.stage == "sql"
+
+
 def test_population_measures_are_named_as_the_evaluator_looks_them_up() -> None:
     assert list(population_measures(rules().ws)) == ['total(purchase, "amount")']
 

@@ -148,6 +148,98 @@ def test_publishing_a_new_segment_computes_its_members_at_once(store: Engine) ->
     assert rows(store, "SELECT count(*) FROM segment_members") == [(0,)]
 
 
+def test_a_publication_keeps_the_look_a_lead_it_moves_was_due_for(store: Engine) -> None:
+    publish_text(store, RULES, T0)
+    add_lead(store, "ann@example.com", T0)
+    clicks = [(T0 + timedelta(hours=h), "ann@example.com", "click") for h in (1, 2, 3)]
+    run_until(store, T0, T0 + 3 * DAY, clicks)
+    assert rows(store, "SELECT list_name FROM memberships") == [("repeat_clickers",)]
+    [(due,)] = rows(store, "SELECT rules_due_at FROM leads")
+    assert str(due)[:16] == "2026-04-01 10:00"  # the first click leaves the 30-day window
+    # Published a day after the lead came due, before a tick looked at it: the new segment takes
+    # the lead in, and its check must not put off what the lead was due for (leaving the list).
+    clicked = RULES + '\nsegment clicked_once "Clicked" where count(click) >= 1\n'
+    publish_text(store, clicked, T0 + 31 * DAY)
+    run_until(store, T0 + 31 * DAY, T0 + 31 * DAY)
+    assert rows(store, "SELECT segment FROM segment_members") == [("clicked_once",)]
+    assert rows(store, "SELECT count(*) FROM memberships") == [(0,)]
+    assert rows(store, "SELECT stage, score, rules_due_at FROM leads") == [("sql", 0.0, None)]
+
+
+POINTS = """
+stages {
+  stage sql "Sales-qualified" when lead.score >= 10
+  stage mql "Marketing-qualified" when opened()
+  stage lead "New"
+}
+
+scoring {
+  engagement +1 per open within 30d
+}
+
+segment scored "Scored" where lead.score >= 5
+
+flow demo "Points for a demo request" {
+  trigger event demo_requested
+  points: update lead.score += 10
+  done: end
+}
+
+flow quiet "Back to nurture" {
+  trigger event went_quiet
+  back: update lead.stage = "lead"
+  done: end
+}
+"""
+
+
+def test_a_flows_points_move_the_lead_at_once_as_a_full_recompute_would(store: Engine) -> None:
+    # The flow writes the new score with its `score.adjusted` event; the rules that read the
+    # score (the sql stage, the segment) are re-checked when that event is handled, in the same
+    # tick, not when the lead is next due (when its open leaves the 30-day window). A stage a
+    # flow sets lower is raised again by the stage rules, as a full recompute of the lead does.
+    publish_text(store, POINTS, T0)
+    add_lead(store, "ann@example.com", T0)
+    events = [
+        (T0 + timedelta(hours=1), "open"),
+        (T0 + timedelta(hours=2), "demo_requested"),
+        (T0 + timedelta(hours=3), "went_quiet"),
+    ]
+    run_until(store, T0, T0 + 2 * DAY, [(at, "ann@example.com", kind) for at, kind in events])
+    runtime = [
+        (str(k), str(at)[:16])
+        for k, at in rows(
+            store,
+            "SELECT kind, at FROM decisions WHERE flow IS NULL OR kind = 'update' ORDER BY at, id",
+        )
+    ]
+    assert runtime == [
+        ("stage.changed", "2026-03-02 09:00"),  # lead
+        ("stage.changed", "2026-03-02 10:00"),  # mql, on the open
+        ("update", "2026-03-02 11:00"),  # the flow's 10 points
+        ("segment.entered", "2026-03-02 11:00"),
+        ("stage.changed", "2026-03-02 11:00"),  # sql, on the points
+        ("update", "2026-03-02 12:00"),  # the flow sets the stage back to lead
+        ("stage.changed", "2026-03-02 12:00"),  # and the rules raise it to sql again
+    ]
+    assert rows(store, "SELECT stage, score FROM leads") == [("sql", 11.0)]
+    ws = compile_text(POINTS, "points.flow").workspace
+    assert ws is not None
+    result = simulate(
+        ws,
+        [Lead("1", {"email": "ann@example.com"})],
+        [("1", Event(kind, at)) for at, kind in events],
+        T0,
+        2,
+    )
+    simulated = [
+        (t.what, t.at.strftime("%Y-%m-%d %H:%M"))
+        for t in result.trace
+        if t.flow == LEAD_RULES or t.what == "update"
+    ]
+    assert simulated == runtime
+
+
 RANKED = """
 segment big_spenders "Top 20% by purchases" where top(total("purchase", "amount"), 20%)
 """

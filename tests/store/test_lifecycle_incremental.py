@@ -71,26 +71,43 @@ segment spenders "Spent over 100 in 20 days" where total("purchase", "amount", w
 segment hot "Opened lately and scored" where in_segment(openers_7d) and lead.score >= 6
 segment qualified "Sales-qualified" where lead.stage == "sql"
 segment engaged_buyer "Scored buyers" where lead.score >= 8 and total("purchase", "amount", within=30d) >= 40
+segment gold "Gold tier" where lead.tier == "gold"
 
 flow big_order "Thanks for a big order" {
   trigger event purchase where event.amount >= 150
   thanks: update lead.tier = "gold"
   done: end
 }
+
+flow demo "Points for a demo request" {
+  trigger event demo_requested
+  entry always
+  points: update lead.score += 4
+  done: end
+}
+
+flow cooled "Back to nurture" {
+  trigger event went_quiet
+  entry always
+  back: update lead.stage = "lead"
+  done: end
+}
 """
 
-# The flow reads the whole lead (its trigger filters on the event). It updates an attribute, not
-# the score: a flow's `update lead.score` is written to the lead at once, its `score.adjusted`
-# event then leaves the score as it is, and the rules reading `lead.score` wait until the lead is
-# next due, where a full recompute moves it at once (a gap older than this test, not closed here).
-# Posted `score.adjusted` events stand for the flows' points.
+# The flows write to the lead what rules read: `big_order` an attribute (the flow reads the whole
+# lead, as its trigger filters on the event), `demo` points to the score (its `score.adjusted`
+# event comes with the new score already written), `cooled` a lower stage (which the stage rules
+# raise again). The rules reading them move the lead in the same tick, as a full recompute would.
 
-# A segment published later: its members enter when their last click leaves the window.
+# A segment published later: its members enter when their last click leaves the window. Then
+# its condition changes (its window stays): leads with one click enter, the younger leave.
 QUIET = '\nsegment quiet "No click for 9 days" where count(click, within=9d) == 0\n'
+PUBLISHED = {5: QUIET, 9: QUIET.replace("== 0", "<= 1 and lead.age >= 30")}
 
-# `score.adjusted` as a flow's `update lead.score` leaves it (points that decay, never leave).
+# `score.adjusted` posted as a flow's `update lead.score` leaves it (points that decay, never
+# leave), besides those the `demo` flow gives.
 KINDS = ["open"] * 8 + ["click"] * 4 + ["delivery"] * 4 + ["purchase", "view", "form"]
-KINDS += ["score.adjusted"]
+KINDS += ["score.adjusted", "demo_requested", "demo_requested", "went_quiet"]
 
 
 def _event(rng: random.Random, email: str, at: datetime) -> dict[str, object]:
@@ -121,6 +138,24 @@ def _standing(engine: Engine) -> dict[str, object]:
                 conn.execute(select(SegmentMember.segment, SegmentMember.lead_id)).all()
             ),
         }
+
+
+def _due(engine: Engine, now: datetime) -> set[int]:
+    with reading(engine) as conn:
+        return set(conn.execute(select(Lead.id).where(Lead.rules_due_at <= now)).scalars())
+
+
+def _moved_by_the_publication(engine: Engine, now: datetime) -> set[int]:
+    """The leads that entered or left `quiet` at `now`."""
+    with reading(engine) as conn:
+        changes = conn.execute(
+            select(DecisionRow.lead_id, DecisionRow.data).where(
+                DecisionRow.flow.is_(None),
+                DecisionRow.kind.in_(["segment.entered", "segment.left"]),
+                DecisionRow.at == now,
+            )
+        ).all()
+    return {lead_id for lead_id, data in changes if data["name"] == "quiet"}
 
 
 def _decisions(engine: Engine) -> int:
@@ -182,17 +217,21 @@ def test_incremental_re_evaluation_agrees_with_a_full_recompute(store: Engine, s
     _agree(store, T0)
 
     now = T0
+    moved_while_due: set[int] = set()
     for step in range(12):
-        # Windows slide, scores decay, new events arrive (some dated a little in the past) and,
-        # once, a new segment is published; the runtime handles them with its rules and events
-        # passes, in small batches so that a lead's events fall into several.
+        # Windows slide, scores decay, new events arrive (some dated a little in the past), flows
+        # update leads and, twice, a segment is published; the runtime handles them with its
+        # rules and events passes, in small batches so that a lead's events fall into several.
         now += timedelta(hours=rng.randint(6, 90))
-        if step == 5:
-            # Windows that slid meanwhile first, as a running worker would: the publication's
-            # check of the leads that enter the new segment gives them their next moment, and a
-            # lead due already would lose that look (as it did before this test).
-            tick(store, now)
-            publish_text(store, RULES + QUIET, now)
+        if step in PUBLISHED:
+            # Published while leads are due (windows slid since the last tick): the publication's
+            # check of the leads the segment moves keeps the earlier of their due moment and the
+            # next one it finds, so that the look they are due for is not lost.
+            due = _due(store, now)
+            publish_text(store, RULES + PUBLISHED[step], now)
+            tick(store, now, batch=9)
+            _agree(store, now)
+            moved_while_due |= due & _moved_by_the_publication(store, now)
         events = [
             _event(rng, who(), now - timedelta(minutes=rng.randint(0, 600)))
             for _ in range(rng.randint(5, 60))
@@ -200,6 +239,7 @@ def test_incremental_re_evaluation_agrees_with_a_full_recompute(store: Engine, s
         _post(store, events, now)
         tick(store, now, batch=9)
         _agree(store, now)
+    assert moved_while_due, "no publication moved a lead that was due"
 
 
 def test_the_events_pass_reads_only_the_part_of_the_history_the_rules_read(store: Engine) -> None:
