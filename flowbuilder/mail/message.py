@@ -212,9 +212,13 @@ class Composer:
             html = add_pixel(html, urls.open(tokens.open(spec.outbox_id)))
         mid = message_id(spec.key, frame.domain)
         recipient = to or lead.email
+        try:
+            rcpt = mime.mailbox(recipient)
+        except ValueError as e:
+            raise RenderError(f"the recipient {e}") from None
         headers = [
             ("From", frame.from_header),
-            ("To", recipient),
+            ("To", rcpt.header),
             ("Subject", mime.header_text(subject)),
             ("Date", self._date_header(now)),
             ("Message-ID", mid),
@@ -232,7 +236,7 @@ class Composer:
         boundary = "=_fb_" + hashlib.sha256(f"{spec.key}/boundary".encode()).hexdigest()[:24]
         content, payload = mime.body(text, html, boundary)
         headers += [("MIME-Version", "1.0"), *content]
-        data = mime.lines(headers) + b"\r\n" + payload
+        data = mime.lines(headers, utf8=rcpt.utf8) + b"\r\n" + payload
         out = Outgoing(
             outbox_id=spec.outbox_id,
             mail_from=config.verp(spec.outbox_id, frame.sender_addr),
@@ -272,6 +276,15 @@ class Composer:
         if frame is None:
             template = self.templates.declared(spec.template)
             name, addr = _sender(spec.sender or template.sender, self.identity)
+            try:
+                box = mime.mailbox(addr)
+            except ValueError as e:
+                raise RenderError(f"the sender {e}") from None
+            if box.utf8:
+                raise RenderError(
+                    f"the sender address `{addr}` has a non-ASCII local part; use an ASCII one"
+                )
+            addr = box.smtp  # an internationalized domain in its ASCII form
             domain = addr.rpartition("@")[2] or "localhost"
             label = template.topic or spec.flow
             after = [

@@ -11,6 +11,10 @@ or base64 (mostly not), CRLF line ends, lines within 78 characters.
     True
     >>> header_text("(광고) 환영합니다")
     '=?utf-8?b?KOq0keqzoCkg7ZmY7JiB7ZWp64uI64uk?='
+    >>> mailbox("user@bücher.example")
+    Mailbox(smtp='user@xn--bcher-kva.example', header='user@xn--bcher-kva.example')
+    >>> mailbox("지민@한국.kr").utf8
+    True
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import binascii
 import re
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import NamedTuple
+
+from email_validator import EmailNotValidError, validate_email
 
 _NEEDS_QUOTES = re.compile(r'[()<>\[\]:;@\\,."]')
 _BASE64_LINE = re.compile(rb".{1,76}")
@@ -70,6 +77,39 @@ def address(name: str | None, addr: str) -> str:
     else:
         shown = name
     return followed_by(shown, f"<{addr}>")
+
+
+class Mailbox(NamedTuple):
+    """An address as it goes out: `smtp` for the envelope, with the domain in its ASCII form
+    (IDNA A-labels), and `header` for an address header (To:). An ASCII local part makes both
+    ASCII (RFC 5322: an address has no encoded words); one that is not ASCII can only go in
+    UTF-8, with SMTPUTF8 (RFC 6531) and a UTF-8 header (RFC 6532)."""
+
+    smtp: str
+    header: str
+
+    @property
+    def utf8(self) -> bool:
+        """The local part is not ASCII: the message needs SMTPUTF8."""
+        return not self.smtp.isascii()
+
+
+def mailbox(address: str) -> Mailbox:
+    """`address` (as intake stores it: email-validator's normalized form, maybe not ASCII) as
+    it goes out. Raises ValueError for an address email-validator refuses."""
+    if address.isascii():
+        return Mailbox(address, address)
+    return _international(address)
+
+
+@lru_cache(maxsize=4096)
+def _international(address: str) -> Mailbox:
+    try:
+        info = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as e:
+        raise ValueError(f"`{address}` is not an address mail can go to: {e}") from None
+    ascii_form = f"{info.local_part}@{info.ascii_domain}"
+    return Mailbox(ascii_form, ascii_form if info.local_part.isascii() else info.normalized)
 
 
 def followed_by(value: str, more: str) -> str:
@@ -126,9 +166,12 @@ def _part(content_type: bytes, text: str) -> bytes:
     )
 
 
-def lines(headers: Sequence[tuple[str, str]]) -> bytes:
-    """Header lines; values already encoded and folded."""
-    return "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
+def lines(headers: Sequence[tuple[str, str]], *, utf8: bool = False) -> bytes:
+    """Header lines; values already encoded and folded. Only with `utf8` (a message that goes
+    with SMTPUTF8, RFC 6532) may a value hold more than ASCII."""
+    return "".join(f"{name}: {value}\r\n" for name, value in headers).encode(
+        "utf-8" if utf8 else "ascii"
+    )
 
 
 def body(text: str, html: str | None, boundary: str) -> tuple[list[tuple[str, str]], bytes]:

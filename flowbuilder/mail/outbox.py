@@ -9,7 +9,7 @@ States of an email row:
 | `sent` | accepted by the relay (or captured by the sink); a `delivery` event is recorded |
 | `held` | never sent, by a rule checked at send time (suppressed, unsubscribed, no consent …) |
 | `failed` | never sent: the relay refused it for good (5xx), retries ran out, or it could not be rendered |
-| `unknown` | the connection dropped after DATA: the relay may have it; held for review or retried |
+| `unknown` | the connection dropped after the relay's 354 to DATA: the relay may have it; held for review or retried |
 
 A crash leaves claimed rows `sending`; once their lease runs out the next sender takes them over:
 rows whose payload never started going out (`data_started_at` empty) are sent again, rows whose
@@ -18,6 +18,7 @@ payload had started are `unknown`, because the relay may already have accepted t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +33,9 @@ from flowbuilder.store.schema import DecisionRow, Outbox
 from flowbuilder.store.schema import Event as EventRow
 
 STATES = ("pending", "sending", "sent", "held", "failed", "unknown")
+# The longest idempotency key an event takes (`EventIn`, and the column of `events`).
+MAX_EVENT_KEY = 255
+_HASHED = "sha256:"
 
 
 @dataclass(frozen=True)
@@ -272,6 +276,24 @@ def finish(conn: Connection, results: Iterable[Result], now: datetime) -> None:
             ],
             ignore_conflicts=True,
         )
+
+
+def event_key(kind: str, outbox_key: str) -> str:
+    """The idempotency key of the `kind` event of the message with this outbox key:
+    `kind:outbox key`, or, when that is longer than an event key may be (outbox keys take up to
+    255 characters), `kind:sha256:` and the key's SHA-256. The same row always gets the same
+    key, and two rows never share one (a literal key is never mistaken for a hashed one).
+
+    >>> event_key("delivery", "42/welcome/2026-03-03/hello/0")
+    'delivery:42/welcome/2026-03-03/hello/0'
+    >>> key = event_key("delivery", "k" * 255)
+    >>> len(key), key[:16]
+    (80, 'delivery:sha256:')
+    """
+    key = f"{kind}:{outbox_key}"
+    if len(key) <= MAX_EVENT_KEY and not outbox_key.startswith(_HASHED):
+        return key
+    return f"{kind}:{_HASHED}{hashlib.sha256(outbox_key.encode()).hexdigest()}"
 
 
 def mail_event(

@@ -20,20 +20,31 @@ recipient domain:
 
 That mark is the line between "safe to send again" and "may have been delivered":
 
-- a refusal before DATA, or a connection lost before DATA → sent again later (exponential back-off
-  after a 4xx, and the recipient's domain is slowed down);
+- a refusal before DATA, or a connection lost before the relay asked for the message (its 354
+  reply to DATA; until then nothing of it was transferred) → sent again later (exponential
+  back-off after a 4xx, and the recipient's domain is slowed down);
 - a 5xx → `failed` for good; a refused recipient is a hard bounce, which suppresses the address;
-- a connection lost after DATA → `unknown` (`unknown_policy = "hold"`, for review) or sent again
-  (`"retry"`, marked `uncertain`: it may arrive twice);
+- a connection lost after the 354 → `unknown` (`unknown_policy = "hold"`, for review) or sent
+  again (`"retry"`, marked `uncertain`: it may arrive twice);
+- once the relay answered, the result never sends the message again because its bookkeeping
+  failed (an accepted message is `sent`, if need be without its `delivery` event);
 - a sender that dies leaves its marked rows to become `unknown` when their lease runs out — at
   most two lots per connection that had not gone out yet among them — and its unmarked rows to be
-  sent again.
+  sent again. So does a connection task that dies of an unexpected error: the drain then stops
+  and raises `DrainError`, the other connections finish the lots they took, and the rows no
+  connection took go back to the outbox.
+
+Addresses that are not ASCII go as RFC 6531 says: an internationalized domain in its ASCII form
+(IDNA) in the envelope and the To: header; a local part that is not ASCII with SMTPUTF8 (and a
+UTF-8 To: header, RFC 6532) when the relay offers it, else that message `failed`. A message that
+cannot be built fails alone, with the reason; it never stops the drain.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import ssl
@@ -58,19 +69,12 @@ from flowbuilder.mail.classify import bounce_kind, enhanced_status
 from flowbuilder.mail.consent import Consent
 from flowbuilder.mail.gate import Recipient, judge
 from flowbuilder.mail.message import Composer, MailConfig, Outgoing, Spec
-from flowbuilder.mail.outbox import Claimed, Result, mail_event
+from flowbuilder.mail.outbox import Claimed, Result, event_key, mail_event
 from flowbuilder.mail.personalize import LeadView
 from flowbuilder.mail.relay import DomainBuckets, Relay
 from flowbuilder.mail.sandbox import RenderError
 from flowbuilder.mail.signing import DkimKey, DkimKeyError, Unsigned
-from flowbuilder.mail.smtp import (
-    Dropped,
-    Outcome,
-    Refused,
-    Session,
-    envelope_address,
-    payload,
-)
+from flowbuilder.mail.smtp import Dropped, NeedsSmtpUtf8, Outcome, Refused, Session, payload
 from flowbuilder.mail.templates import TemplateSet
 from flowbuilder.store.db import reading
 from flowbuilder.store.published import current
@@ -108,6 +112,16 @@ class SendStats:
             f"{self.sent} sent, {self.deferred} deferred, {self.held} held, "
             f"{self.failed} failed, {self.unknown} unknown"
         )
+
+
+class DrainError(RuntimeError):
+    """A drain that stopped because one of its tasks failed unexpectedly (the cause is the
+    error). `stats` tells what had been done; the rows the failed task held stay claimed until
+    their lease runs out, and are then sent again or, if marked, left `unknown`."""
+
+    def __init__(self, message: str, stats: SendStats) -> None:
+        super().__init__(message)
+        self.stats = stats
 
 
 @dataclass(frozen=True)
@@ -298,10 +312,13 @@ class _Run:
     ready: deque[_Prepared] = field(default_factory=deque)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     progress: asyncio.Event = field(default_factory=asyncio.Event)
-    in_flight: set[int] = field(default_factory=set)  # claimed rows without a result yet
+    # Claimed rows without a result yet, and those of them a connection task took.
+    in_flight: dict[int, Claimed] = field(default_factory=dict)
+    taken: set[int] = field(default_factory=set)
     later: list[asyncio.TimerHandle] = field(default_factory=list)
     outstanding: int = 0  # handed to the connections (now or after pacing), not yet done
     closing: bool = False
+    failure: BaseException | None = None  # a connection task died of it
 
     def put(self, p: _Prepared) -> None:
         self.ready.append(p)
@@ -309,37 +326,65 @@ class _Run:
 
     def take_now(self, most: int) -> list[_Prepared]:
         """Up to `most` ready messages, sharing what is ready among the connections."""
+        if self.failure is not None:
+            return []
         n = min(most, max(1, len(self.ready) // self.connections), len(self.ready))
-        return [self.ready.popleft() for _ in range(n)]
+        lot = [self.ready.popleft() for _ in range(n)]
+        self.taken.update(p.row.id for p in lot)
+        return lot
 
     async def take(self, most: int) -> list[_Prepared] | None:
-        """The next lot, waiting for one; None once the drain is over."""
+        """The next lot, waiting for one; None once the drain is over or has failed."""
         while not self.ready:
-            if self.closing:
+            if self.closing or self.failure is not None:
                 return None
             self.arrived.clear()
             await self.arrived.wait()
-        return self.take_now(most)
+        return self.take_now(most) or None
 
     def close(self) -> None:
         self.closing = True
         self.arrived.set()
 
+    def fail(self, error: BaseException) -> None:
+        """A connection task died: no lot is taken any more, and whoever waits on the
+        connections gives up (`check`)."""
+        if self.failure is None:
+            self.failure = error
+        self.arrived.set()
+        self.progress.set()
+
+    def check(self) -> None:
+        if self.failure is not None:
+            raise DrainError(
+                f"a connection task failed: {type(self.failure).__name__}: {self.failure}",
+                self.stats,
+            ) from self.failure
+
     def record(self, p: _Prepared, result: Result) -> None:
         """A result of a row that never went to a connection (held, deferred, failed to build)."""
         self.journal.result(result)
         self.stats.add(result.state)
-        self.in_flight.discard(p.row.id)
+        self.in_flight.pop(p.row.id, None)
+        self.taken.discard(p.row.id)
 
     def done(self, p: _Prepared, result: Result) -> None:
         self.record(p, result)
         self.outstanding -= 1
         self.progress.set()
 
+    def untaken(self) -> list[Claimed]:
+        """The rows without a result that no connection task took: never marked, never sent."""
+        return [c for i, c in self.in_flight.items() if i not in self.taken]
+
     async def wait_below(self, limit: int) -> None:
+        """Wait until fewer than `limit` messages are with the connections; raises
+        `DrainError` once a connection task has died (its lot would never be done)."""
+        self.check()
         while self.outstanding >= limit:
             self.progress.clear()
             await self.progress.wait()
+            self.check()
 
 
 class Sender:
@@ -389,10 +434,13 @@ class Sender:
             journal = _Journal(self.engine, self.clock)
             journal.start()
             run = _Run(journal, stats, o.connections)
-            workers = [
-                asyncio.create_task(self._worker(n, run), name=f"flowbuilder-mail-smtp-{n}")
-                for n in range(o.connections)
-            ]
+            workers = []
+            for n in range(o.connections):
+                worker = asyncio.create_task(
+                    self._worker(n, run), name=f"flowbuilder-mail-smtp-{n}"
+                )
+                worker.add_done_callback(functools.partial(self._worker_ended, n, run=run))
+                workers.append(worker)
             renewer = asyncio.create_task(self._renew(run), name="flowbuilder-mail-lease")
             # Enough built ahead that every connection has its next lot, no more.
             ahead = o.connections * o.lot * 3
@@ -403,19 +451,44 @@ class Sender:
                     if batch is None:
                         break
                     stats.claimed += len(batch.rows)
-                    run.in_flight.update(r.id for r in batch.rows)
+                    run.in_flight.update((r.id, r) for r in batch.rows)
                     await self._build(batch, run, ahead)
                     if len(batch.rows) < o.batch:
                         break
                 await run.wait_below(1)
             finally:
                 run.close()
+                # The connection tasks finish the lots they took (their marks are committed);
+                # one that died leaves its rows claimed, for their lease.
                 await asyncio.gather(*workers, return_exceptions=True)
                 renewer.cancel()
                 for handle in run.later:
                     handle.cancel()
+                # Claimed rows no connection took (a drain cut short): back to the outbox.
+                why = "not sent: the drain stopped" + (
+                    f" ({type(run.failure).__name__}: {run.failure})" if run.failure else ""
+                )
+                for c in run.untaken():
+                    run.record(_Prepared(c), self._retry(_Prepared(c), why))
                 await journal.close()
+            run.check()  # a connection task that died after its last lot
         return stats
+
+    def _worker_ended(self, n: int, task: asyncio.Task[None], *, run: _Run) -> None:
+        """A connection task that ended with an error: the drain stops, and the connection,
+        maybe in the middle of a transaction, is closed."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        assert error is not None
+        log.error(
+            "connection task %s failed; its rows wait for their lease",
+            n,
+            exc_info=error,
+            extra={"action": "send"},
+        )
+        self._drop(n)
+        run.fail(error)
 
     async def _build(self, batch: _Batch, run: _Run, ahead: int) -> None:
         """Check and build each row of `batch`, handing it to the connections as it is ready.
@@ -451,7 +524,14 @@ class Sender:
                 counts[0] -= await self._signed(signing, run, wait=True)
                 await run.wait_below(ahead)
                 start = time.perf_counter()
-            p = self._prepare(row, batch, now, sign=not offload)
+            try:
+                p = self._prepare(row, batch, now, sign=not offload)
+            except Exception as e:  # one message that cannot be built never stops the drain
+                log.exception("cannot build", extra={"action": "send", "outbox": row.id})
+                p = _Prepared(row)
+                p.result = Result(
+                    row, "failed", f"not sent: cannot build it: {type(e).__name__}: {e}"
+                )
             try:
                 todo = composer.unsigned(p.out) if p.out is not None else None
             except Exception as e:  # never sent unsigned
@@ -541,12 +621,17 @@ class Sender:
             run.put(p)
 
     async def _renew(self, run: _Run) -> None:
-        """Keep the lease alive while in-flight sends drain."""
+        """Keep the lease alive while in-flight sends drain. A renewal that fails (the store
+        is unreachable for a moment) is tried again at the next turn: this task must not end,
+        or the rows' leases would run out under the connections and another sender take them."""
         every = self.options.lease_seconds / 3
         while True:
             await asyncio.sleep(every)
             until = self.clock() + timedelta(seconds=self.options.lease_seconds)
-            await asyncio.to_thread(self._renew_now, sorted(run.in_flight), until)
+            try:
+                await asyncio.to_thread(self._renew_now, sorted(run.in_flight), until)
+            except Exception:
+                log.exception("cannot renew the lease", extra={"action": "send"})
 
     def _renew_now(self, ids: list[int], until: datetime) -> None:
         with self.engine.begin() as conn:
@@ -796,9 +881,13 @@ class Sender:
             for p in todo:
                 assert p.out is not None
                 try:
-                    envelope = (envelope_address(p.out.mail_from), envelope_address(p.out.rcpt))
-                except (UnicodeError, ValueError) as e:  # not for SMTP: retried, as any error
-                    run.done(p, self._retry(p, f"unexpected error: {e}"))
+                    envelope = session.envelope(p.out.mail_from, p.out.rcpt)
+                except NeedsSmtpUtf8 as e:  # this relay cannot take it: it never will
+                    run.done(p, Result(p.row, "failed", f"not sent: {e}", recipient=p.out.rcpt))
+                    continue
+                except ValueError as e:  # not an address SMTP carries
+                    why = f"not sent: not an address for SMTP: {e}"
+                    run.done(p, Result(p.row, "failed", why, recipient=p.out.rcpt))
                     continue
                 going.append(p)
                 messages.append((*envelope, payload(p.out.data)))
@@ -809,8 +898,13 @@ class Sender:
             for p, outcome in zip(going, outcomes, strict=True):
                 if outcome is None:
                     todo.append(p)  # not begun: the connection ended before its turn
-                else:
-                    run.done(p, self._outcome(p, outcome, run.journal))
+                    continue
+                try:
+                    result = self._outcome(p, outcome, run.journal)
+                except Exception as e:  # the relay answered: never "not sent" from here
+                    log.exception("cannot record an outcome", extra={"action": "send"})
+                    result = self._unrecorded(p, outcome, e)
+                run.done(p, result)
 
     def _outcome(self, p: _Prepared, outcome: Outcome, journal: _Journal) -> Result:
         """The result of one message the relay answered (or did not). A row refused before
@@ -830,6 +924,10 @@ class Sender:
         if isinstance(outcome, Dropped):
             if outcome.after_data:
                 return self._unknown(p, str(outcome))
+            if outcome.stage == "data":  # no 354: the message was not transferred
+                return self._retry(
+                    p, f"the connection ended at DATA, before the message went out: {outcome}"
+                )
             return self._retry(p, f"the relay closed the connection before DATA: {outcome}")
         self.buckets.succeeded(p.domain)
         events = (
@@ -841,7 +939,7 @@ class Sender:
                     "delivery",
                     self.clock(),
                     {"relay": self.relay.name},
-                    key=f"delivery:{p.row.key}",
+                    key=event_key("delivery", p.row.key),
                 )
             ]
         )
@@ -857,6 +955,33 @@ class Sender:
             consent_id=p.consent_id,
             events=events,
         )
+
+    def _unrecorded(self, p: _Prepared, outcome: Outcome, error: Exception) -> Result:
+        """The result of a message whose proper result could not be made (`_outcome` failed):
+        plain, and never one that sends again a message the relay accepted or may have."""
+        out = p.out
+        assert out is not None
+        why = f"recording it failed: {type(error).__name__}: {error}"
+        if isinstance(outcome, tuple):  # accepted: sent, without its event
+            return Result(
+                p.row,
+                "sent",
+                f"accepted by {self.relay.name}; {why}",
+                recipient=out.rcpt,
+                message_id=out.message_id,
+                subject=out.subject,
+                relay=self.relay.name,
+                consent_id=p.consent_id,
+            )
+        if isinstance(outcome, Refused) and outcome.code >= 500:
+            return Result(
+                p.row, "failed", f"the relay refused it: {outcome}; {why}", recipient=out.rcpt
+            )
+        if (isinstance(outcome, Refused) and outcome.code >= 400) or (
+            isinstance(outcome, Dropped) and not outcome.after_data
+        ):
+            return self._retry(p, f"{outcome}; {why}")
+        return self._unknown(p, f"{outcome}; {why}")
 
     def _retry(self, p: _Prepared, why: str) -> Result:
         attempts = p.row.attempts
@@ -888,7 +1013,7 @@ class Sender:
                     "bounce",
                     self.clock(),
                     {"kind": kind, "status": status, "diagnostic": why[:300], "during": "smtp"},
-                    key=f"bounce:{p.row.key}",
+                    key=event_key("bounce", p.row.key),
                 )
             )
             if kind == "hard" and p.out is not None:

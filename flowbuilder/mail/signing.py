@@ -57,8 +57,11 @@ class DkimKeyError(ValueError):
 
 
 def relaxed_header(name: str, value: str) -> bytes:
-    """One header (ASCII, as the message builder writes them) in `relaxed` canonical form,
-    without its line end."""
+    """One header, as the message builder writes it, in `relaxed` canonical form, without its
+    line end. Values are ASCII but in a message that goes with SMTPUTF8, whose headers are
+    UTF-8 (RFC 6532), and signed as such (RFC 8616)."""
+    if not value.isascii():  # only spaces and tabs are white space to DKIM
+        return _relaxed_raw(name.strip().encode("ascii"), value.encode("utf-8"))
     return name.strip().lower().encode("ascii") + b":" + " ".join(value.split()).encode("ascii")
 
 

@@ -14,6 +14,8 @@ line ends, a final CRLF, leading dots doubled, the `.` line).
 
     >>> envelope_address("bounce+7-ab12@bounces.acme.example")
     b'<bounce+7-ab12@bounces.acme.example>'
+    >>> envelope_address("user@bücher.example")
+    b'<user@xn--bcher-kva.example>'
     >>> payload(b"Subject: x\\r\\n\\r\\n.hidden\\nend")
     b'Subject: x\\r\\n\\r\\n..hidden\\r\\nend\\r\\n.\\r\\n'
     >>> reply = bytearray(b"250-first\\r\\n250 second\\r\\n354")
@@ -31,6 +33,8 @@ from typing import Literal
 import aiosmtplib
 from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import normalize_message_line_endings
+
+from flowbuilder.mail.mime import mailbox
 
 Stage = Literal["mail", "rcpt", "data", "payload", "rset", "command"]
 
@@ -61,18 +65,38 @@ class Dropped(Exception):
 
     @property
     def after_data(self) -> bool:
-        """The DATA command had gone out: from there on the message is taken as possibly
-        delivered (its outbox row was marked before)."""
-        return self.stage in ("data", "payload")
+        """The server had asked for the message (354 to DATA) and its payload was going out:
+        from there on it is taken as possibly delivered (its outbox row was marked before).
+        Until the 354 nothing of the message was transferred (RFC 5321 §3.3, §4.1.1.4): a
+        session that ends then leaves it not sent."""
+        return self.stage == "payload"
 
 
-def envelope_address(address: str) -> bytes:
+class NeedsSmtpUtf8(ValueError):
+    """An address whose local part is not ASCII, for a server that does not offer SMTPUTF8."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"the address {address} has a non-ASCII local part and the relay does not offer "
+            "SMTPUTF8"
+        )
+        self.address = address
+
+
+def envelope_address(address: str, *, utf8: bool = False) -> bytes:
     """`<address>` as MAIL FROM and RCPT TO take it. Addresses the store holds are checked at
-    intake: plain ones go as they are, anything else is quoted as aiosmtplib quotes it (and, as
-    there, an address that is not ASCII raises `UnicodeEncodeError`)."""
+    intake (email-validator): plain ones go as they are, an internationalized domain in its
+    ASCII form (IDNA), anything else is quoted as aiosmtplib quotes it. A local part that is
+    not ASCII goes in UTF-8 when the server offers SMTPUTF8 (`utf8`, RFC 6531), else raises
+    `NeedsSmtpUtf8`; an address that is not one raises ValueError."""
     if _PLAIN_ADDRESS.fullmatch(address):
         return b"<" + address.encode("ascii") + b">"
-    quoted = quote_address(address).encode("ascii")
+    if not address.isascii():
+        box = mailbox(address)
+        if box.utf8 and not utf8:
+            raise NeedsSmtpUtf8(address)
+        address = box.smtp
+    quoted = quote_address(address).encode("utf-8")
     if _CONTROL.search(quoted):
         raise ValueError("an envelope address with a control character")
     return quoted
@@ -121,9 +145,15 @@ class Session(asyncio.Protocol):
     """One SMTP session: `send` messages, one transaction after the other, and `quit` at the
     end. `timeout` bounds the wait for every reply."""
 
-    def __init__(self, transport: asyncio.Transport, timeout: float) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        timeout: float,
+        extensions: frozenset[str] = frozenset(),
+    ) -> None:
         self.transport: asyncio.Transport | None = transport
         self.timeout = timeout
+        self.extensions = extensions  # what the server announced in its EHLO reply, lower case
         self._loop = asyncio.get_running_loop()
         self._buffer = bytearray()
         self._waiter: asyncio.Future[list[Outcome]] | None = None
@@ -141,17 +171,35 @@ class Session(asyncio.Protocol):
         transport = protocol.transport if protocol is not None else None
         if transport is None or transport.is_closing():
             raise aiosmtplib.SMTPServerDisconnected("the connection closed while opening")
-        session = cls(transport, timeout)  # type: ignore[arg-type]
+        extensions = frozenset(k.lower() for k in smtp.esmtp_extensions)
+        session = cls(transport, timeout, extensions)  # type: ignore[arg-type]
         transport.set_protocol(session)
         return session
+
+    @property
+    def smtputf8(self) -> bool:
+        """The server offers SMTPUTF8 (RFC 6531)."""
+        return "smtputf8" in self.extensions
+
+    def envelope(self, mail_from: str, rcpt: str) -> tuple[bytes, bytes]:
+        """The MAIL FROM and RCPT TO arguments of one message, as `send` takes them: with the
+        SMTPUTF8 parameter (and BODY=8BITMIME where offered, as aiosmtplib does) when an address
+        needs it. Raises `NeedsSmtpUtf8` when one does and the server does not offer it, and
+        ValueError for an address SMTP cannot carry."""
+        sender = envelope_address(mail_from, utf8=self.smtputf8)
+        recipient = envelope_address(rcpt, utf8=self.smtputf8)
+        if sender.isascii() and recipient.isascii():
+            return sender, recipient
+        eight = b" BODY=8BITMIME" if "8bitmime" in self.extensions else b""
+        return sender + b" SMTPUTF8" + eight, recipient
 
     @property
     def is_open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
     def send(self, messages: Sequence[tuple[bytes, bytes, bytes]]) -> asyncio.Future[list[Outcome]]:
-        """Send each message — (MAIL FROM address, RCPT TO address, payload), the addresses as
-        `envelope_address` gives them and the payload as `payload` does — in its own
+        """Send each message — (MAIL FROM argument, RCPT TO argument, payload), the arguments as
+        `envelope` gives them and the payload as `payload` does — in its own
         transaction; the future gives the `Outcome` of each, in order.
 
         The next transaction begins as the reply that ends the last one is read. A refusal is

@@ -12,6 +12,7 @@ MODULES = [
     "guard",
     "markup",
     "mime",
+    "outbox",
     "personalize",
     "relay",
     "signing",

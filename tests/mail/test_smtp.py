@@ -274,3 +274,51 @@ def test_the_sender_takes_over_sessions_opened_with_starttls_and_auth(
     assert stats.sent == 3 and {row(store, i).state for i in ids} == {"sent"}
     assert logins and set(logins) == {b"mailer"}
     assert sorted(e.rcpt_tos[0] for e in box.messages) == [f"r{i}@example.com" for i in range(3)]
+
+
+def test_a_connection_lost_or_silent_at_data_is_dropped_before_the_message_went_out() -> None:
+    """Before the 354 the payload has not left (RFC 5321 §3.3): such a drop is not `after_data`."""
+
+    async def go(silent: bool) -> list[Outcome]:
+        writers: list[asyncio.StreamWriter] = []
+
+        async def at_data(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            writer.write(b"220 rude ESMTP\r\n")
+            while line := await reader.readline():
+                if line[:4].upper() == b"EHLO":
+                    writer.write(b"250-rude\r\n250 8BITMIME\r\n")
+                elif line[:4].upper() == b"DATA":
+                    if silent:
+                        await reader.read()
+                    break
+                else:
+                    writer.write(b"250 OK\r\n")
+            writer.close()
+
+        server = await asyncio.start_server(at_data, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            mails = [("a@example.com", message("1")), ("b@example.com", message("2"))]
+            return await send(port, mails, timeout=0.3)
+        finally:
+            for w in writers:
+                w.close()
+            server.close()
+            await server.wait_closed()
+
+    for silent in (False, True):
+        first, second = asyncio.run(go(silent))
+        assert isinstance(first, Dropped) and first.stage == "data", first
+        assert not first.after_data and second is None
+
+
+def test_envelope_addresses_that_are_not_ascii() -> None:
+    from flowbuilder.mail.smtp import NeedsSmtpUtf8
+
+    assert envelope_address("user@bücher.example") == b"<user@xn--bcher-kva.example>"
+    assert envelope_address("지민@한국.kr", utf8=True) == "<지민@xn--3e0b707e.kr>".encode()
+    with pytest.raises(NeedsSmtpUtf8, match="non-ASCII local part and the relay does not offer"):
+        envelope_address("지민@한국.kr")
+    with pytest.raises(ValueError, match="not an address"):
+        envelope_address("지민@", utf8=True)
