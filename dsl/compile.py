@@ -11,6 +11,7 @@ from typing import Any
 from dsl import ir, rules
 from dsl.build import Builder, FileDecls, Layout
 from dsl.check import REGIONS, Checker, Scope, replaced
+from dsl.collector import without_collector
 from dsl.diagnostics import Diagnostic, Span, has_errors, sorted_diagnostics
 from dsl.parse import ParsedFile, parse_tree
 
@@ -31,6 +32,7 @@ class Compilation:
         return self.workspace is not None and not has_errors(self.diagnostics)
 
 
+@without_collector
 def compile_text(text: str | bytes, path: str = "<string>") -> Compilation:
     return compile_files([parse_tree(text, path)])
 
@@ -47,12 +49,14 @@ def flow_files(paths: Iterable[str | FsPath]) -> list[FsPath]:
     return found
 
 
+@without_collector
 def compile_paths(paths: Iterable[str | FsPath]) -> Compilation:
     """Compile files and folders as one workspace (every .flow file under a folder)."""
     parsed = [parse_tree(p.read_bytes(), str(p)) for p in flow_files(paths)]
     return compile_files(parsed)
 
 
+@without_collector
 def compile_files(files: Sequence[ParsedFile]) -> Compilation:
     by_path = {f.path: f for f in files}
     diagnostics = [d for f in files for d in f.diagnostics]

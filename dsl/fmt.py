@@ -25,6 +25,7 @@ from operator import attrgetter
 
 from lark import Token, Tree
 
+from dsl.collector import without_collector
 from dsl.diagnostics import FlowSyntaxError
 from dsl.fmt_expr import expr_text, is_expression
 from dsl.fmt_lines import Item, is_item, item
@@ -35,6 +36,7 @@ __all__ = ["check", "diff", "format_node", "format_parsed", "format_text"]
 INDENT = "  "
 
 
+@without_collector
 def format_text(text: str, path: str = "<string>", *, strip_layout: bool = False) -> str:
     """The canonical text of a .flow file; raises FlowSyntaxError when the text does not parse."""
     parsed = parse_tree(text, path)

@@ -17,6 +17,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from lark.lexer import PatternStr
 
 from dsl import rules
+from dsl.collector import without_collector
 from dsl.diagnostics import Diagnostic, Span
 from dsl.grammar import load_parser
 
@@ -383,6 +384,7 @@ def _brace_delta(line: str) -> int:
     return delta
 
 
+@without_collector
 def parse_tree(source: str | bytes, path: str = "<string>") -> ParsedFile:
     """Parse a .flow text; syntax problems are returned as diagnostics, never raised."""
     if isinstance(source, bytes):

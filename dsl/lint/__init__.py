@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsl import ir, rules
+from dsl.collector import without_collector
 from dsl.compile import Compilation, compile_paths, flow_files
 from dsl.diagnostics import Diagnostic, Span
 from dsl.lint import graph, safety
@@ -71,6 +72,7 @@ def findings(ws: ir.Workspace, config: LintConfig) -> list[Diagnostic]:
     return out
 
 
+@without_collector
 def lint(compilation: Compilation, config: LintConfig | None = None) -> list[Diagnostic]:
     """Compile diagnostics and rule findings, filtered by the configuration and inline suppressions."""
     config = config or LintConfig()
@@ -81,6 +83,7 @@ def lint(compilation: Compilation, config: LintConfig | None = None) -> list[Dia
     return apply(diagnostics, config, suppressed)
 
 
+@without_collector
 def lint_paths(paths: Iterable[str | Path], config: LintConfig | None = None) -> LintResult:
     targets = [Path(p) for p in paths]
     if config is None:
