@@ -184,7 +184,9 @@ class Simulation:
                 self._on_inactive(lead, payload, at)
             elif kind == "rules":
                 if self.rules_at.get(lead) == at:
-                    self._rules(lead, at, self.rules.timed())
+                    # Every rule, as the runtime's due pass: a rule no fact re-checked (a `send`
+                    # is no event the rules hear) may move the lead now in both drivers.
+                    self._rules(lead, at, None)
             elif kind == "population":
                 self._population(at)
             else:
@@ -425,10 +427,16 @@ class Simulation:
                 follow.extend(self._update(lead_id, d, at))
             case ChangeList():
                 self._record(at, lead_id, flow, d.step, "list", d.reason)
-                lists = facts.lists | {d.list} if d.add else facts.lists - {d.list}
-                self.facts[lead_id] = dataclasses.replace(facts, lists=frozenset(lists))
+                # As the runtime's due pass writes it: an event only when the lead moves.
                 if d.add and d.list not in facts.lists:
+                    lists = facts.lists | {d.list}
                     follow.append((lead_id, Event("list.entered", at, {"list": d.list})))
+                elif not d.add and d.list in facts.lists:
+                    lists = facts.lists - {d.list}
+                    follow.append((lead_id, Event("list.left", at, {"list": d.list})))
+                else:
+                    lists = facts.lists
+                self.facts[lead_id] = dataclasses.replace(facts, lists=frozenset(lists))
             case _:
                 self._record(at, lead_id, flow, d.step, type(d).__name__.lower(), d.reason)
         return follow

@@ -331,7 +331,14 @@ class RuleSet:
         that read the score too, as re-checking the score finds it unchanged and would not lead
         to them; `stage.changed` (`update lead.stage = …`) names the stage rules, which move a
         lead up from the stage it is at. (An attribute or a tag a flow changes leaves no event: the
-        drivers re-check the lead for it, `reading_attributes`, or make it due.)"""
+        drivers re-check the lead for it, `reading_attributes`, or make it due.)
+
+        A lead put on or taken off a rule-fed list by anything but the list's rules (a flow's
+        `add to list` / `remove from list`, an import, a form's route: a `list.entered` or
+        `list.left` without the `reason` the rules give theirs) names the list's own rules too,
+        so that they win at once, as in a full recompute: a flow adds a lead to `repeat_clickers`
+        and `remove when count(click, within=30d) == 0` takes it off again in the same tick. The
+        rules' own changes do not, or contradictory rules would flip the lead forever."""
         out: set[RuleId] = set()
         for e in events:
             out |= self.by_event.get(e.type, set())
@@ -341,12 +348,13 @@ class RuleSet:
                 out.add(STAGES)
             membership = _MEMBERSHIP_OF.get(e.type)
             if membership is not None:
-                key = (
-                    membership
-                    if membership == "stage"
-                    else f"{membership}:{e.properties.get(membership)}"
-                )
+                name = e.properties.get(membership)
+                key = membership if membership == "stage" else f"{membership}:{name}"
                 out |= self.by_membership.get(key, set())
+                if membership == "list" and "reason" not in e.properties:
+                    rule: RuleId = ("list", str(name))
+                    if rule in self.reads:
+                        out.add(rule)
         return out
 
     def reached_from(self, only: Iterable[RuleId]) -> frozenset[RuleId]:
@@ -391,10 +399,6 @@ class RuleSet:
         for n in names:
             out |= self.by_attribute.get(n, set())
         return out
-
-    def timed(self) -> set[RuleId]:
-        """Rules whose answer can change with time alone."""
-        return {r for r, x in self.reads.items() if x.windows or x.clock or r == SCORE}
 
     def hashes(self) -> dict[str, str]:
         """A hash per rule (`stage`, `score`, `list:<name>`, `segment:<name>`) that changes when

@@ -168,6 +168,21 @@ def test_what_a_flow_writes_re_checks_the_rules_that_read_it() -> None:
         r, lead(*clicks(0, 1, 2), stage="lead"), T0 + 3 * DAY, r.affected_by([stage_set])
     )
     assert facts.stage == "sql"
+    # A flow put the lead on a rule-fed list (or took it off): the list's own rules win at once.
+    flow_added = Event("list.entered", T0, {"list": "repeat_clickers"})
+    assert r.affected_by([flow_added]) == {("list", "repeat_clickers")}
+    facts, changes = reevaluate(
+        r, lead(lists=frozenset({"repeat_clickers"})), T0, r.affected_by([flow_added])
+    )
+    assert "repeat_clickers" not in facts.lists
+    assert [(c.what, c.name) for c in changes] == [("list.left", "repeat_clickers")]
+    assert r.affected_by([Event("list.left", T0, {"list": "repeat_clickers"})]) == {
+        ("list", "repeat_clickers")
+    }
+    # The rules' own change (it has their reason) does not ask them again; a manual list has none.
+    ruled = Event("list.entered", T0, {"list": "repeat_clickers", "reason": "list …"})
+    assert r.affected_by([ruled]) == set()
+    assert r.affected_by([Event("list.entered", T0, {"list": "handpicked"})]) == set()
 
 
 def test_population_measures_are_named_as_the_evaluator_looks_them_up() -> None:

@@ -3,14 +3,16 @@ its reason, at the moment the simulator says."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
 from dsl.compile import compile_text
 from flowbuilder.engine.facts import Event
 from flowbuilder.engine.rules import LEAD_RULES
-from flowbuilder.simulate import Lead, simulate
+from flowbuilder.simulate import Lead, Simulation, simulate
 from tests.store.driver import add_lead, publish_text, rows, run_until
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -301,3 +303,219 @@ def test_one_worker_at_a_time_runs_a_periodic_pass(postgres_url: str) -> None:
             assert clocks.claim(third, "population") is not None
     finally:
         engine.dispose()
+
+
+FLOW_LISTS = """
+template hello {
+  subject "Hello"
+}
+
+list newsletter "Newsletter subscribers"
+
+segment subscribed "On the newsletter" where in_list(newsletter)
+
+flow join "On the newsletter for a day" {
+  trigger event signed_up
+  join: add to list newsletter
+  pause: wait 1d
+  leave: remove from list newsletter
+  again: remove from list newsletter
+  done: end
+}
+"""
+
+
+def _json(value: object) -> dict[str, Any]:
+    """A JSON column as read back (a dict on PostgreSQL, text on SQLite)."""
+    found = json.loads(value) if isinstance(value, str) else value
+    assert isinstance(found, dict)
+    return found
+
+
+def _sim_events(events: list[Event]) -> list[tuple[str, str, object]]:
+    return [(e.type, e.at.strftime("%Y-%m-%d %H:%M"), e.properties.get("list")) for e in events]
+
+
+def test_a_flows_list_steps_leave_the_same_events_in_both_drivers(store: Engine) -> None:
+    # `remove from list` leaves a `list.left` event in the runtime; the simulator leaves the same
+    # one (and none for a lead already off the list), so `in_list(newsletter)` moves the segment
+    # at the same moment in both.
+    publish_text(store, FLOW_LISTS, T0)
+    add_lead(store, "ann@example.com", T0)
+    signed_up = T0 + timedelta(hours=1)
+    run_until(store, T0, T0 + 3 * DAY, [(signed_up, "ann@example.com", "signed_up")])
+    runtime_events = [
+        (str(t), str(at)[:16], _json(p).get("list"))
+        for t, at, p in rows(
+            store,
+            "SELECT type, at, properties FROM events WHERE type LIKE 'list.%' ORDER BY at, id",
+        )
+    ]
+    assert runtime_events == [
+        ("list.entered", "2026-03-02 10:00", "newsletter"),
+        ("list.left", "2026-03-03 10:00", "newsletter"),
+    ]
+    runtime_properties = [
+        _json(p)
+        for (p,) in rows(
+            store, "SELECT properties FROM events WHERE type LIKE 'list.%' ORDER BY id"
+        )
+    ]
+    runtime_rules = [
+        (str(k), str(at)[:16])
+        for k, at in rows(store, "SELECT kind, at FROM decisions WHERE flow IS NULL ORDER BY at")
+    ]
+    ws = compile_text(FLOW_LISTS, "lists.flow").workspace
+    assert ws is not None
+    sim = Simulation(ws, [Lead("1", {"email": "ann@example.com"})], T0)
+    sim.add_events([("1", Event("signed_up", signed_up))])
+    result = sim.run(T0 + 3 * DAY)
+    simulated = [e for e in sim.facts["1"].events if e.type.startswith("list.")]
+    assert _sim_events(simulated) == runtime_events
+    assert [dict(e.properties) for e in simulated] == runtime_properties
+    assert sim.facts["1"].lists == frozenset()
+    simulated_rules = [
+        (t.what, t.at.strftime("%Y-%m-%d %H:%M")) for t in result.trace if t.flow == LEAD_RULES
+    ]
+    assert runtime_rules == [
+        ("segment.entered", "2026-03-02 10:00"),
+        ("segment.left", "2026-03-03 10:00"),
+    ]
+    assert simulated_rules == runtime_rules
+    # The steps themselves are logged alike, the second `remove` (nothing to take off) too.
+    runtime_steps = [
+        (str(step), str(at)[:16])
+        for step, at in rows(
+            store, "SELECT step, at FROM decisions WHERE kind = 'list' ORDER BY id"
+        )
+    ]
+    assert [s for s, _ in runtime_steps] == ["join", "leave", "again"]
+    simulated_steps = [
+        (t.step, t.at.strftime("%Y-%m-%d %H:%M")) for t in result.trace if t.what == "list"
+    ]
+    assert simulated_steps == runtime_steps
+
+
+FED_LISTS = """
+list repeat_clickers "Clicked repeatedly" {
+  add when count(click, within=30d) >= 3
+  remove when count(click, within=30d) == 0
+}
+
+list buyers "Bought something" {
+  add when occurred("purchase")
+}
+
+flow promote "Promoted by hand" {
+  trigger event promoted
+  entry always
+  promote: add to list repeat_clickers
+  done: end
+}
+
+flow tidy "Cleaned up by hand" {
+  trigger event tidied
+  entry always
+  unlist: remove from list buyers
+  done: end
+}
+"""
+
+
+def test_a_rule_fed_lists_own_rules_win_over_a_flows_list_step_at_once(store: Engine) -> None:
+    # A flow adds a lead without clicks to `repeat_clickers`: its `remove when` holds, so the
+    # rules take the lead off again in the same tick, as a full recompute would (the lead has no
+    # window to slide, so it would otherwise stay forever). A flow takes a buyer off `buyers`:
+    # `add when occurred("purchase")` puts it back. The simulator agrees moment for moment.
+    publish_text(store, FED_LISTS, T0)
+    add_lead(store, "ann@example.com", T0)
+    events = [
+        (T0 + timedelta(hours=1), "promoted"),
+        (T0 + timedelta(hours=2), "purchase"),
+        (T0 + timedelta(hours=3), "tidied"),
+    ]
+    run_until(store, T0, T0 + 2 * DAY, [(at, "ann@example.com", kind) for at, kind in events])
+    runtime = [
+        (str(k), str(at)[:16], str(r).split(":")[0])
+        for k, at, r in rows(
+            store,
+            "SELECT kind, at, reason FROM decisions "
+            "WHERE flow IS NULL OR kind = 'list' ORDER BY at, id",
+        )
+    ]
+    assert runtime == [
+        ("list", "2026-03-02 10:00", "added to list repeat_clickers"),
+        ("list.left", "2026-03-02 10:00", "list repeat_clickers"),
+        ("list.entered", "2026-03-02 11:00", "list buyers"),
+        ("list", "2026-03-02 12:00", "removed from list buyers"),
+        ("list.entered", "2026-03-02 12:00", "list buyers"),
+    ]
+    assert rows(store, "SELECT list_name FROM memberships") == [("buyers",)]
+    assert rows(store, "SELECT rules_due_at FROM leads") == [(None,)]
+    ws = compile_text(FED_LISTS, "fed.flow").workspace
+    assert ws is not None
+    result = simulate(
+        ws,
+        [Lead("1", {"email": "ann@example.com"})],
+        [("1", Event(kind, at)) for at, kind in events],
+        T0,
+        2,
+    )
+    simulated = [
+        (t.what, t.at.strftime("%Y-%m-%d %H:%M"), t.reason.split(":")[0])
+        for t in result.trace
+        if t.flow == LEAD_RULES or t.what == "list"
+    ]
+    assert simulated == runtime
+
+
+MAILED = """
+template hello {
+  subject "Hello"
+}
+
+segment mailed "Sent something" where count(send) >= 1
+segment openers "Opened lately" where occurred(open, within=7d)
+
+flow welcome "Welcome" {
+  trigger event signed_up
+  hello: send hello
+  done: end
+}
+"""
+
+
+def test_the_simulators_timed_look_checks_every_rule_as_the_runtime_does(store: Engine) -> None:
+    # A send is no event the rules hear, so `mailed` is not re-checked when the welcome goes out.
+    # When the open leaves `openers`' window the lead is due, and the runtime's due pass checks
+    # every rule: `mailed` takes the lead in then. The simulator's timed look does the same.
+    publish_text(store, MAILED, T0)
+    add_lead(store, "ann@example.com", T0)
+    events = [(T0 + timedelta(hours=1), "open"), (T0 + timedelta(hours=2), "signed_up")]
+    run_until(store, T0, T0 + 10 * DAY, [(at, "ann@example.com", kind) for at, kind in events])
+    runtime = [
+        (str(k), str(at)[:16], _json(d)["name"])
+        for k, at, d in rows(
+            store, "SELECT kind, at, data FROM decisions WHERE flow IS NULL ORDER BY at, id"
+        )
+    ]
+    assert runtime == [
+        ("segment.entered", "2026-03-02 10:00", "openers"),
+        ("segment.entered", "2026-03-09 10:00", "mailed"),
+        ("segment.left", "2026-03-09 10:00", "openers"),
+    ]
+    ws = compile_text(MAILED, "mailed.flow").workspace
+    assert ws is not None
+    result = simulate(
+        ws,
+        [Lead("1", {"email": "ann@example.com"})],
+        [("1", Event(kind, at)) for at, kind in events],
+        T0,
+        10,
+    )
+    simulated = [
+        (t.what, t.at.strftime("%Y-%m-%d %H:%M"), t.reason.split(":")[0].split()[1])
+        for t in result.trace
+        if t.flow == LEAD_RULES
+    ]
+    assert simulated == runtime

@@ -92,12 +92,30 @@ flow cooled "Back to nurture" {
   back: update lead.stage = "lead"
   done: end
 }
+
+flow promoted "Put on the clickers' list by hand" {
+  trigger event promoted
+  entry always
+  promote: add to list repeat_clickers
+  done: end
+}
+
+flow tidied "Taken off the lists by hand" {
+  trigger event tidied
+  entry always
+  unlist: remove from list buyers
+  unclick: remove from list repeat_clickers
+  done: end
+}
 """
 
 # The flows write to the lead what rules read: `big_order` an attribute (the flow reads the whole
 # lead, as its trigger filters on the event), `demo` points to the score (its `score.adjusted`
 # event comes with the new score already written), `cooled` a lower stage (which the stage rules
 # raise again). The rules reading them move the lead in the same tick, as a full recompute would.
+# `promoted` and `tidied` put leads on and take them off rule-fed lists: the lists' own rules win
+# in the same tick (a lead without clicks leaves `repeat_clickers` again, a buyer is back on
+# `buyers`), as a full recompute has it.
 
 # A segment published later: its members enter when their last click leaves the window. Then
 # its condition changes (its window stays): leads with one click enter, the younger leave.
@@ -108,6 +126,7 @@ PUBLISHED = {5: QUIET, 9: QUIET.replace("== 0", "<= 1 and lead.age >= 30")}
 # leave), besides those the `demo` flow gives.
 KINDS = ["open"] * 8 + ["click"] * 4 + ["delivery"] * 4 + ["purchase", "view", "form"]
 KINDS += ["score.adjusted", "demo_requested", "demo_requested", "went_quiet"]
+KINDS += ["promoted", "promoted", "tidied", "tidied"]
 
 
 def _event(rng: random.Random, email: str, at: datetime) -> dict[str, object]:
