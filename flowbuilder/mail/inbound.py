@@ -13,11 +13,20 @@ it names — stored in `inbound_messages`, and acted on:
 | reply | `reply` | sequences with `exit when replied()` stop |
 | auto-reply, out of office | — | stored only |
 | mail to `unsubscribe+<token>@` | `unsubscribe` | the lead is unsubscribed |
+
+The address a report names is normalized as intake normalizes lead addresses
+(`intake.normalize_email`): a DSN or ARF report names an internationalized domain in its ASCII
+form (`user@xn--bcher-kva.example`), the lead is stored as `user@bücher.example`, and the
+suppression must be of the address the sender checks. A Message-ID longer than the column
+(255 characters) is stored, and looked up, as `sha256:` and its SHA-256 (`stored_id`), and its
+event key is hashed as the sender's are (`outbox.event_key`): a message from outside is never
+refused for its length, which would have its sender retry it forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,10 +37,11 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import Connection
 
-from flowbuilder.intake import EventIn
+from flowbuilder.intake import EventIn, normalize_email
 from flowbuilder.mail import preferences
 from flowbuilder.mail.classify import Classification, classify
 from flowbuilder.mail.message import MailConfig
+from flowbuilder.mail.outbox import event_key
 from flowbuilder.mail.sink import _MID, header_of
 from flowbuilder.mail.tracking import BadToken
 from flowbuilder.store.ingest import record_events
@@ -39,6 +49,10 @@ from flowbuilder.store.schema import InboundMessage, Outbox, Suppression
 from flowbuilder.store.writes import insert_ignoring
 
 log = logging.getLogger("flowbuilder.mail.inbound")
+
+# The longest Message-ID `inbound_messages.message_id` takes as it is.
+MAX_MESSAGE_ID = 255
+_HASHED = "sha256:"
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,36 @@ class Handled:
     lead_id: int | None
     event: str | None
     note: str
+
+
+def stored_id(message_id: str) -> str:
+    """A Message-ID as `inbound_messages` stores it and is searched by: as it is when it fits,
+    else `sha256:` and its SHA-256 (so is a literal one that begins so: never mistaken for a
+    hashed one).
+
+    >>> stored_id("<dsn-1@mx.google.com>")
+    '<dsn-1@mx.google.com>'
+    >>> long = stored_id("<" + "x" * 300 + "@example.com>")
+    >>> len(long), long[:7]
+    (71, 'sha256:')
+    """
+    if len(message_id) <= MAX_MESSAGE_ID and not message_id.startswith(_HASHED):
+        return message_id
+    return _HASHED + hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def reported_address(address: str) -> str:
+    """The address a report names, as leads and suppressions are keyed: normalized as intake
+    does (an IDNA domain in its Unicode form, lower case), or lower-cased when it is no
+    address email-validator takes (suppressing it then is still right).
+
+    >>> reported_address("User@XN--BCHER-KVA.example")
+    'user@bücher.example'
+    """
+    try:
+        return normalize_email(address)
+    except ValueError:
+        return address.strip().lower()
 
 
 def _message_by_ids(conn: Connection, ids: list[str]) -> Any:
@@ -75,7 +119,7 @@ def handle(
     if (
         message_id
         and conn.execute(
-            select(InboundMessage.id).where(InboundMessage.message_id == message_id)
+            select(InboundMessage.id).where(InboundMessage.message_id == stored_id(message_id))
         ).first()
     ):
         return Handled("duplicate", None, None, None, f"{message_id} was handled before")
@@ -98,7 +142,7 @@ def handle(
                 insert_ignoring(
                     conn,
                     Suppression.__table__,  # type: ignore[arg-type]
-                    [{"email": address.lower(), "reason": why, "at": now}],
+                    [{"email": reported_address(address), "reason": why, "at": now}],
                 )
     _store(
         conn,
@@ -123,7 +167,7 @@ def handle(
 def _event(c: Classification, row: Any, message_id: str | None, now: datetime) -> EventIn | None:
     if row is None or row.test:
         return None
-    key = f"inbound:{message_id}" if message_id else None
+    key = event_key("inbound", message_id) if message_id else None
     if c.kind == "bounce":
         props: dict[str, object] = {"kind": c.bounce, "status": c.status}
         if c.diagnostic:
@@ -163,7 +207,7 @@ def _store(
             detail=detail,
             mail_from=mail_from,
             rcpt_to=rcpt,
-            message_id=message_id,
+            message_id=stored_id(message_id) if message_id else None,
             outbox_id=row.id if row is not None else None,
             lead_id=row.lead_id if row is not None else None,
             raw=raw,

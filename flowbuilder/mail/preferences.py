@@ -21,6 +21,7 @@ from dsl import ir
 from flowbuilder.intake import EventIn
 from flowbuilder.mail.consent import record_consent
 from flowbuilder.mail.gate import FREQUENCIES
+from flowbuilder.mail.outbox import event_key
 from flowbuilder.store.ingest import record_events
 from flowbuilder.store.schema import Lead, Outbox, Preference
 
@@ -31,6 +32,9 @@ REASONS = {
     "other": "Something else",
 }
 WITHDRAWAL = "Unsubscribed from all marketing email through the link in a message."
+# The longest outbox key a consent record's `source` quotes in full (the column takes 255
+# characters); a longer one is quoted by its beginning and its end (`cite`).
+CITED_KEY = 120
 
 
 class ReaderError(ValueError):
@@ -90,6 +94,23 @@ def reader(conn: Connection, outbox_id: int) -> Reader | None:
     )
 
 
+def cite(key: str) -> str:
+    """An outbox key as a consent record's `source` quotes it: whole up to `CITED_KEY`
+    characters, else its beginning and its end around `…` (the event of the change keeps the
+    whole key in `message_key`).
+
+    >>> cite("42/welcome/2026-03-03/hello/0")
+    '42/welcome/2026-03-03/hello/0'
+    >>> short = cite("k" * 200 + "/ann1")
+    >>> len(short), short[-8:]
+    (120, 'kkk/ann1')
+    """
+    if len(key) <= CITED_KEY:
+        return key
+    tail = CITED_KEY // 3
+    return f"{key[: CITED_KEY - tail - 1]}…{key[-tail:]}"
+
+
 def topics(ws: ir.Workspace) -> dict[str, str]:
     """The preference center's topics: every template topic, with a readable name."""
     found: dict[str, str] = {}
@@ -125,7 +146,7 @@ def unsubscribe(
                     flow=who.flow,
                     step=who.step,
                     message_key=who.key,
-                    idempotency_key=f"unsubscribe:{who.key}",
+                    idempotency_key=event_key("unsubscribe", who.key),
                 )
             ],
             now,
@@ -136,7 +157,7 @@ def unsubscribe(
             scope="marketing",
             granted=False,
             who=who.email,
-            source=f"unsubscribe ({method}) from message {who.key}",
+            source=f"unsubscribe ({method[:40]}) from message {cite(who.key)}",
             wording=WITHDRAWAL,
             at=now,
             now=now,
@@ -186,7 +207,7 @@ def resubscribe(conn: Connection, who: Reader, now: datetime, *, wording: str) -
         scope="marketing",
         granted=True,
         who=who.email,
-        source=f"preference center, from message {who.key}",
+        source=f"preference center, from message {cite(who.key)}",
         wording=wording,
         at=now,
         now=now,

@@ -24,6 +24,8 @@ That mark is the line between "safe to send again" and "may have been delivered"
   reply to DATA; until then nothing of it was transferred) → sent again later (exponential
   back-off after a 4xx, and the recipient's domain is slowed down);
 - a 5xx → `failed` for good; a refused recipient is a hard bounce, which suppresses the address;
+- a relay that answers DATA with a success code but not 354 (RFC 5321 allows only 354 there)
+  never asked for the message: the session is closed and the message sent again later;
 - a connection lost after the 354 → `unknown` (`unknown_policy = "hold"`, for review) or sent
   again (`"retry"`, marked `uncertain`: it may arrive twice);
 - once the relay answered, the result never sends the message again because its bookkeeping
@@ -32,7 +34,10 @@ That mark is the line between "safe to send again" and "may have been delivered"
   most two lots per connection that had not gone out yet among them — and its unmarked rows to be
   sent again. So does a connection task that dies of an unexpected error: the drain then stops
   and raises `DrainError`, the other connections finish the lots they took, and the rows no
-  connection took go back to the outbox.
+  connection took go back to the outbox. A journal task (the one that writes marks and results)
+  that dies stops the drain the same way, with `DrainError`; as nothing can be written any
+  more, every row of the drain without a written result waits for its lease, and no connection
+  sends a lot whose mark was not written.
 
 Addresses that are not ASCII go as RFC 6531 says: an internationalized domain in its ASCII form
 (IDNA) in the envelope and the To: header; a local part that is not ASCII with SMTPUTF8 (and a
@@ -114,9 +119,18 @@ class SendStats:
         )
 
 
+class JournalFailed(RuntimeError):
+    """A mark that was never written: the journal task died (the cause is its error)."""
+
+    def __init__(self, cause: BaseException | None) -> None:
+        super().__init__(f"the journal task failed: {type(cause).__name__}: {cause}")
+        self.__cause__ = cause
+
+
 class DrainError(RuntimeError):
-    """A drain that stopped because one of its tasks failed unexpectedly (the cause is the
-    error). `stats` tells what had been done; the rows the failed task held stay claimed until
+    """A drain that stopped because one of its tasks — a connection task or the journal task —
+    failed unexpectedly (the cause is the error). `stats` tells what had been done; the rows the
+    failed task held (every row without a written result, for the journal) stay claimed until
     their lease runs out, and are then sent again or, if marked, left `unknown`."""
 
     def __init__(self, message: str, stats: SendStats) -> None:
@@ -222,19 +236,58 @@ class _Journal:
     clock: Callable[[], datetime] = utcnow
     patience: float = 0.01
     marks: list[tuple[list[tuple[int, str]], asyncio.Future[None]]] = field(default_factory=list)
+    writing: list[tuple[list[tuple[int, str]], asyncio.Future[None]]] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     suppress: dict[str, str] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     closing: bool = False
+    failure: BaseException | None = None  # the task died of it: nothing is written any more
+    on_failure: Callable[[BaseException], None] | None = None
 
-    def start(self) -> None:
+    def start(self, on_failure: Callable[[BaseException], None] | None = None) -> None:
+        """Start the task that writes; `on_failure` is called if it dies."""
+        self.on_failure = on_failure
         self.task = asyncio.create_task(self._run(), name="flowbuilder-mail-journal")
+        self.task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The task ended: unless it was closed, it died (an error outside the guarded write,
+        or cancelled). Every mark waited on fails — its rows may not go out, and stay claimed
+        for their lease — and the drain is told (`on_failure`)."""
+        if self.closing and not task.cancelled() and task.exception() is None:
+            return
+        error: BaseException = (
+            asyncio.CancelledError("the journal task was cancelled")
+            if task.cancelled()
+            else task.exception() or RuntimeError("the journal task ended")
+        )
+        self.failure = error
+        log.error(
+            "the journal task failed; the rows of this drain wait for their lease",
+            exc_info=error,
+            extra={"action": "journal"},
+        )
+        self._fail_marks()
+        if self.on_failure is not None:
+            self.on_failure(error)
+
+    def _fail_marks(self) -> None:
+        marks, self.marks, self.writing = self.writing + self.marks, [], []
+        for _, f in marks:
+            if not f.done():
+                f.set_exception(JournalFailed(self.failure))
+        self.results.clear()
+        self.suppress.clear()
 
     def mark(self, rows: list[tuple[int, str]], *, now: bool = True) -> asyncio.Future[None]:
         """Mark these rows (outbox id, Message-ID): the future is done once committed. Without
-        `now`, the mark may wait for company (`hurry` when it is waited on)."""
+        `now`, the mark may wait for company (`hurry` when it is waited on). Once the task has
+        died, the future fails with `JournalFailed`."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.failure is not None:
+            future.set_exception(JournalFailed(self.failure))
+            return future
         self.marks.append((rows, future))
         if now:
             self.wake.set()
@@ -245,21 +298,24 @@ class _Journal:
         self.wake.set()
 
     def result(self, r: Result) -> None:
+        if self.failure is not None:
+            return  # never written: the row waits for its lease
         self.results.append(r)
         if len(self.results) >= 256:
             self.wake.set()
 
     async def flush(self) -> None:
-        while self.marks or self.results:
+        while (self.marks or self.results) and self.failure is None:
             self.wake.set()
             await asyncio.sleep(0.001)
 
     async def close(self) -> None:
+        """Write what is left and stop; after the task died (`failure`), nothing is written."""
         await self.flush()
         self.closing = True
         self.wake.set()
-        if self.task is not None:
-            await self.task
+        if self.task is not None and self.failure is None:
+            await asyncio.wait({self.task})  # a death while closing is `_ended`'s to report
 
     async def _run(self) -> None:
         while not self.closing:
@@ -270,6 +326,7 @@ class _Journal:
             # A millisecond gathers the marks of the other connections into the same commit.
             await asyncio.sleep(0.001)
             marks, self.marks = self.marks, []
+            self.writing = marks  # failed by `_ended` if the task dies while they are written
             results, self.results = self.results, []
             suppress, self.suppress = self.suppress, {}
             if not (marks or results):
@@ -283,10 +340,12 @@ class _Journal:
                 for _, f in marks:
                     if not f.done():
                         f.set_exception(e)
+                self.writing = []
                 continue
             for _, f in marks:
                 if not f.done():
                     f.set_result(None)
+            self.writing = []
 
     def _write(
         self, marks: list[tuple[int, str]], results: list[Result], suppress: dict[str, str]
@@ -318,7 +377,8 @@ class _Run:
     later: list[asyncio.TimerHandle] = field(default_factory=list)
     outstanding: int = 0  # handed to the connections (now or after pacing), not yet done
     closing: bool = False
-    failure: BaseException | None = None  # a connection task died of it
+    failure: BaseException | None = None  # a connection task (or the journal) died of it
+    failed: str = "a connection task"
 
     def put(self, p: _Prepared) -> None:
         self.ready.append(p)
@@ -346,18 +406,19 @@ class _Run:
         self.closing = True
         self.arrived.set()
 
-    def fail(self, error: BaseException) -> None:
-        """A connection task died: no lot is taken any more, and whoever waits on the
-        connections gives up (`check`)."""
+    def fail(self, error: BaseException, what: str = "a connection task") -> None:
+        """A connection task (or the journal task, `what`) died: no lot is taken any more,
+        and whoever waits on the connections gives up (`check`)."""
         if self.failure is None:
             self.failure = error
+            self.failed = what
         self.arrived.set()
         self.progress.set()
 
     def check(self) -> None:
         if self.failure is not None:
             raise DrainError(
-                f"a connection task failed: {type(self.failure).__name__}: {self.failure}",
+                f"{self.failed} failed: {type(self.failure).__name__}: {self.failure}",
                 self.stats,
             ) from self.failure
 
@@ -385,6 +446,16 @@ class _Run:
             self.progress.clear()
             await self.progress.wait()
             self.check()
+
+
+def _not_asked(outcome: Refused) -> str:
+    """Why a message whose DATA the relay answered with a success code other than 354 is sent
+    again: that reply breaks RFC 5321 (§4.1.1.4, §4.3.2), the payload was not transferred, and
+    the session is closed, as the relay's state is not known."""
+    return (
+        f"the relay answered DATA with {outcome} instead of 354: a protocol violation, "
+        "the message was not sent"
+    )
 
 
 class Sender:
@@ -432,8 +503,8 @@ class Sender:
         o = self.options
         async with self._lock:
             journal = _Journal(self.engine, self.clock)
-            journal.start()
             run = _Run(journal, stats, o.connections)
+            journal.start(functools.partial(run.fail, what="the journal task"))
             workers = []
             for n in range(o.connections):
                 worker = asyncio.create_task(
@@ -464,14 +535,15 @@ class Sender:
                 renewer.cancel()
                 for handle in run.later:
                     handle.cancel()
-                # Claimed rows no connection took (a drain cut short): back to the outbox.
+                # Claimed rows no connection took (a drain cut short): back to the outbox —
+                # unless the journal died, which leaves them to their lease.
                 why = "not sent: the drain stopped" + (
                     f" ({type(run.failure).__name__}: {run.failure})" if run.failure else ""
                 )
-                for c in run.untaken():
+                for c in run.untaken() if journal.failure is None else ():
                     run.record(_Prepared(c), self._retry(_Prepared(c), why))
                 await journal.close()
-            run.check()  # a connection task that died after its last lot
+            run.check()  # a connection task (or the journal) that died after its last lot
         return stats
 
     def _worker_ended(self, n: int, task: asyncio.Task[None], *, run: _Run) -> None:
@@ -801,6 +873,8 @@ class Sender:
                 run.journal.hurry()
             try:
                 await marking
+            except JournalFailed:  # nothing is written any more: the rows wait for their lease
+                return
             except Exception as e:  # the store is down: nothing of this lot may go out
                 for p in lot:
                     run.done(p, self._retry(p, f"cannot record the send in the store: {e}"))
@@ -920,6 +994,8 @@ class Sender:
                 return self._refused(
                     p, outcome.code, outcome.message, at_rcpt=False, journal=journal
                 )
+            if outcome.stage == "data":  # not 354: the relay never asked for the message
+                return self._retry(p, _not_asked(outcome))
             return self._unknown(p, str(outcome))
         if isinstance(outcome, Dropped):
             if outcome.after_data:
@@ -977,9 +1053,12 @@ class Sender:
             return Result(
                 p.row, "failed", f"the relay refused it: {outcome}; {why}", recipient=out.rcpt
             )
-        if (isinstance(outcome, Refused) and outcome.code >= 400) or (
-            isinstance(outcome, Dropped) and not outcome.after_data
-        ):
+        not_sent = (  # deferred, or ended before the relay asked for the message
+            outcome.code >= 400 or outcome.stage == "data"
+            if isinstance(outcome, Refused)
+            else isinstance(outcome, Dropped) and not outcome.after_data
+        )
+        if not_sent:
             return self._retry(p, f"{outcome}; {why}")
         return self._unknown(p, f"{outcome}; {why}")
 

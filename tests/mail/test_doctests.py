@@ -10,10 +10,12 @@ import pytest
 MODULES = [
     "compliance",
     "guard",
+    "inbound",
     "markup",
     "mime",
     "outbox",
     "personalize",
+    "preferences",
     "relay",
     "signing",
     "smtp",

@@ -144,3 +144,60 @@ def test_mail_to_the_unsubscribe_address_unsubscribes(
     deliver(store, settings, f"unsubscribe+{token}@reply.acme.example", message)
     with store.connect() as conn:
         assert conn.execute(select(Lead.unsubscribed).where(Lead.id == sent["lead"])).scalar_one()
+
+
+IDN_LEAD = "user@bücher.example"  # as intake stores it (email-validator's Unicode form)
+IDN_REPORTED = b"user@xn--bcher-kva.example"  # as the receiving MTA's report names it
+
+
+@pytest.mark.parametrize(
+    ("name", "rcpt", "about"),
+    [
+        ("dsn_gmail_no_such_user", "postmaster@bounces.acme.example", b"jane.doe.1987@gmail.com"),
+        ("arf_yahoo_abuse", "fbl@bounces.acme.example", b"reader@yahoo.com"),
+    ],
+)
+def test_a_report_naming_an_idn_address_in_ascii_suppresses_the_lead_as_stored(
+    store: Engine, settings: Settings, name: str, rcpt: str, about: bytes
+) -> None:
+    """A hard bounce or a complaint names the domain in its ASCII form (IDNA); the suppression
+    is of the address the lead has, the one the sender checks before each message."""
+    lead = add_lead(store, IDN_LEAD, {})
+    oid = queue(store, lead, "cold_interest", flow="cold_outreach", step="interest")
+    with store.begin() as conn:
+        conn.execute(
+            update(Outbox)
+            .where(Outbox.id == oid)
+            .values(state="sent", message_id=OURS, recipient=IDN_LEAD)
+        )
+        stored = conn.execute(select(Lead.email).where(Lead.id == lead)).scalar_one()
+    report = ours(name).replace(about, IDN_REPORTED)
+    assert IDN_REPORTED in report and about not in report
+    deliver(store, settings, rcpt, report)
+    assert [k for k, _ in kinds(store)] == ["bounce" if name.startswith("dsn") else "complaint"]
+    with store.connect() as conn:
+        assert conn.execute(select(Suppression.email)).scalar_one() == stored == IDN_LEAD
+
+
+def test_a_message_id_longer_than_the_column_is_taken_once_and_not_refused(
+    store: Engine, settings: Settings, sent: dict[str, Any]
+) -> None:
+    """A Message-ID from outside may be longer than the 255 characters the column and the
+    event key take: the message is stored and acted on (not answered 451 again and again, which
+    has its sender retry it forever), and the same message again is still a duplicate."""
+    long_id = "<" + "x" * 400 + "@mx.google.com>"
+    raw = ours("dsn_gmail_no_such_user").replace(
+        b"<dsn-dsn_gmail_no_such_user@mx.google.com>", long_id.encode()
+    )
+    assert long_id.encode() in raw
+    deliver(store, settings, "postmaster@bounces.acme.example", raw)
+    deliver(store, settings, "postmaster@bounces.acme.example", raw)
+    other = raw.replace(long_id.encode(), long_id.replace("x@", "y@").encode())
+    deliver(store, settings, "postmaster@bounces.acme.example", other)  # another report
+    with store.connect() as conn:
+        stored = conn.execute(select(InboundMessage).order_by(InboundMessage.id)).all()
+        bounces = conn.execute(select(Event).where(Event.type == "bounce")).all()
+    assert len(stored) == 2 and all(len(s.message_id) <= 255 for s in stored)
+    assert stored[0].message_id != stored[1].message_id
+    assert stored[0].outbox_id == sent["id"] and stored[0].kind == "bounce"
+    assert len(bounces) == 2 and all(len(b.idempotency_key) <= 255 for b in bounces)

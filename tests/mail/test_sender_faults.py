@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import dkim
 import pytest
@@ -225,6 +226,99 @@ def test_a_connection_task_that_dies_ends_the_drain_and_its_rows_wait_for_their_
     assert received == sorted(set(names) - marked)
 
 
+def within(seconds: float, run: Callable[[], Any]) -> Any:
+    """`run()` in a thread of its own, failing the test if it has not ended within `seconds`
+    (a drain that hangs would otherwise hang the test run)."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["value"] = run()
+        except BaseException as e:  # handed to the test below
+            out["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s: it hangs"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+class FlakyEvent(asyncio.Event):
+    """The journal's wake-up event, whose `failing_at`-th wait raises."""
+
+    def __init__(self, failing_at: int) -> None:
+        super().__init__()
+        self.failing_at = failing_at
+        self.waits = 0
+
+    async def wait(self) -> Literal[True]:
+        self.waits += 1
+        if self.waits == self.failing_at:
+            raise RuntimeError("injected failure at the journal's wait")
+        return await super().wait()
+
+
+@pytest.mark.parametrize("where", ["first write", "a wait"])
+def test_a_journal_task_that_dies_ends_the_drain_and_its_rows_wait_for_their_lease(
+    store: Engine,
+    settings: Settings,
+    smtp_box: tuple[Box, int],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """The task that writes marks and results dies outside its guarded write (an error that
+    is no `Exception` in the write, or one at a wait): the drain raises `DrainError` instead of
+    leaving the connections waiting on their marks forever, no lot whose mark was not written
+    goes out, and the rows are recovered after their lease as those of a sender that died.
+    No message is lost, none goes out twice."""
+    box, port = smtp_box
+    names = [f"r{i}@example.com" for i in range(12)]
+    ids = {name: transactional(store, name) for name in names}
+    real_start, real_write = sender_module._Journal.start, sender_module._Journal._write
+
+    def start(self: Any, *args: Any) -> None:
+        if where == "a wait":
+            self.wake = FlakyEvent(failing_at=4)
+        real_start(self, *args)
+
+    def write(self: Any, *args: Any) -> None:
+        if where == "first write":
+            raise Injected("injected failure in the journal's write")
+        real_write(self, *args)
+
+    monkeypatch.setattr(sender_module._Journal, "start", start)
+    monkeypatch.setattr(sender_module._Journal, "_write", write)
+    options = SenderOptions(connections=2, lot=2, rate_per_domain=1e6, lease_seconds=60)
+    with pytest.raises(DrainError, match=r"journal task failed.*injected failure") as failed:
+        within(20, lambda: drain(store, settings, port, options=options))
+    assert isinstance(failed.value.__cause__, RuntimeError | Injected)
+    monkeypatch.undo()
+
+    first = {name: row(store, i) for name, i in ids.items()}
+    assert {r.state for r in first.values()} <= {"sending", "sent", "pending"}
+    held = {name for name, r in first.items() if r.state == "sending"}
+    assert held and all(first[name].leased_until > NOW for name in held)
+    if where == "first write":  # nothing was written: nothing may have gone out
+        assert held == set(names) and not box.messages
+        assert all(r.data_started_at is None for r in first.values())
+    marked = {name for name in held if first[name].data_started_at is not None}
+    recorded = {name for name, r in first.items() if r.state == "sent"}
+    assert {e.rcpt_tos[0] for e in box.messages} <= recorded | marked  # none went unmarked
+
+    # Within the lease nothing is taken again; after it, the rest goes, each message once.
+    assert drain(store, settings, port, clock=lambda: NOW + timedelta(seconds=30)).sent == 0
+    drain(store, settings, port, clock=lambda: NOW + timedelta(minutes=10), options=options)
+    states = {name: row(store, i).state for name, i in ids.items()}
+    assert {name for name, state in states.items() if state == "unknown"} == marked
+    assert all(states[name] == "sent" for name in names if name not in marked)
+    received = sorted(e.rcpt_tos[0] for e in box.messages)
+    assert len(received) == len(set(received))  # never twice
+    assert set(received) >= set(names) - marked  # never lost: sent, or unknown for review
+
+
 def test_the_lease_renewal_goes_on_after_a_renewal_that_failed(
     store: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -349,4 +443,60 @@ def test_a_connection_lost_at_data_before_354_is_retried_not_unknown(
     r = row(store, oid)
     assert r.state == "pending" and not r.uncertain and r.data_started_at is None
     assert "DATA" in r.last_error and "unknown" not in r.last_error
+    assert r.next_attempt_at == NOW + timedelta(seconds=settings.send_retry_seconds)
+
+
+def answers_data_with(code: bytes) -> Any:
+    """An SMTP server that takes the envelope and answers DATA with `code` instead of 354,
+    keeping whatever else it is sent."""
+    received: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 odd ESMTP\r\n")
+        while line := await reader.readline():
+            received.append(line)
+            command = line[:4].upper()
+            if command in (b"EHLO", b"HELO"):
+                writer.write(b"250-odd\r\n250 8BITMIME\r\n")
+            elif command == b"DATA":
+                writer.write(code + b" OK, but no 354\r\n")
+            elif command == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                break
+            else:
+                writer.write(b"250 OK\r\n")
+            await writer.drain()
+        writer.close()
+
+    return serve, received
+
+
+@pytest.mark.parametrize("code", [b"250", b"220"])
+def test_a_2xx_to_data_instead_of_354_is_retried_not_unknown(
+    store: Engine, settings: Settings, code: bytes
+) -> None:
+    """RFC 5321 allows only 354 as the positive reply to DATA: a relay that answers 2xx never
+    asked for the message, whose payload did not go out. It is sent again later, not left
+    `unknown` as a message that may have been delivered."""
+    oid = transactional(store, "ann@example.com")
+    serve, received = answers_data_with(code)
+
+    async def go() -> SendStats:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sender = Sender(store, settings, Relay("127.0.0.1", port), clock=lambda: NOW)
+        try:
+            return await asyncio.wait_for(sender.drain(), 30)
+        finally:
+            await sender.close()
+            server.close()
+            await server.wait_closed()
+
+    stats = asyncio.run(go())
+    assert (stats.deferred, stats.unknown) == (1, 0)
+    assert not any(b"Subject:" in line for line in received)  # the payload never went out
+    r = row(store, oid)
+    assert r.state == "pending" and not r.uncertain and r.data_started_at is None
+    assert f"DATA with {code.decode()}" in r.last_error and "instead of 354" in r.last_error
     assert r.next_attempt_at == NOW + timedelta(seconds=settings.send_retry_seconds)

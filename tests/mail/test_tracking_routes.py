@@ -173,3 +173,39 @@ def test_a_bad_reader_token_is_refused(client: TestClient) -> None:
     assert client.post("/u/not-a-token", content=b"List-Unsubscribe=One-Click").status_code == 400
     assert client.get("/p/not-a-token").status_code == 400
     assert client.get("/t/o/not-a-token.gif").status_code == 200  # an image never breaks
+
+
+def test_one_click_unsubscribes_a_message_with_the_longest_outbox_key(
+    client: TestClient, store: Engine, sent: dict[str, Any]
+) -> None:
+    """An outbox key may be 255 characters: the `unsubscribe` event key and the consent
+    record's source (255 characters on PostgreSQL) still fit, and the unsubscribe goes through;
+    so does subscribing again from the preference center."""
+    key = "k" * 250 + "/ann1"
+    with store.begin() as conn:
+        conn.execute(update(Outbox).where(Outbox.id == sent["id"]).values(key=key))
+    token = sent["tokens"].reader(sent["id"])
+    response = client.post(
+        f"/u/{token}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    [event] = events(store, "unsubscribe")
+    assert event.message_key == key and len(event.idempotency_key) <= 255
+    again = client.post(f"/p/{token}", data={"action": "resubscribe", "agree": "yes"})
+    assert again.status_code == 200
+    with store.connect() as conn:
+        assert not conn.execute(
+            select(Lead.unsubscribed).where(Lead.id == sent["lead"])
+        ).scalar_one()
+        records = conn.execute(
+            select(ConsentRecord)
+            .where(ConsentRecord.lead_id == sent["lead"])
+            .order_by(ConsentRecord.id)
+        ).all()
+    withdrawal, renewal = records[-2:]
+    assert not withdrawal.granted and renewal.granted
+    for record in (withdrawal, renewal):
+        assert len(record.source) <= 255 and "kkk/ann1" in record.source
+    assert withdrawal.source.startswith("unsubscribe (one-click) from message kkk")
