@@ -38,6 +38,11 @@ class Consent:
         return f"consent #{self.id} ({self.scope} {verb} by {self.who} via {self.source} at {self.at:%Y-%m-%d %H:%M} UTC)"
 
 
+# The lengths of `consents.who` and `consents.source`.
+WHO_MAX = 320
+SOURCE_MAX = 255
+
+
 def record_consent(
     conn: Connection,
     lead_id: int,
@@ -57,6 +62,11 @@ def record_consent(
     for name, value in (("who", who), ("source", source), ("wording", wording)):
         if not value.strip():
             raise ValueError(f"a consent record needs `{name}`")
+    for name, value, limit in (("who", who, WHO_MAX), ("source", source, SOURCE_MAX)):
+        if len(value) > limit:
+            raise ValueError(
+                f"a consent record's `{name}` holds at most {limit} characters, not {len(value)}"
+            )
     consent_id = conn.execute(
         insert(ConsentRecord)
         .values(

@@ -52,6 +52,7 @@ log = logging.getLogger("flowbuilder.mail.inbound")
 
 # The longest Message-ID `inbound_messages.message_id` takes as it is.
 MAX_MESSAGE_ID = 255
+ADDRESS_MAX = 320  # `inbound_messages.mail_from` and `rcpt_to`
 _HASHED = "sha256:"
 
 
@@ -205,8 +206,9 @@ def _store(
         insert(InboundMessage).values(
             kind=kind,
             detail=detail,
-            mail_from=mail_from,
-            rcpt_to=rcpt,
+            # as received, cut to the columns (a longer envelope address is not a real one)
+            mail_from=mail_from[:ADDRESS_MAX],
+            rcpt_to=rcpt[:ADDRESS_MAX],
             message_id=stored_id(message_id) if message_id else None,
             outbox_id=row.id if row is not None else None,
             lead_id=row.lead_id if row is not None else None,

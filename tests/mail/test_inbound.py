@@ -37,7 +37,7 @@ def sent(store: Engine) -> dict[str, Any]:
     return {"id": oid, "lead": lead}
 
 
-def deliver(store: Engine, settings: Settings, rcpt: str, raw: bytes) -> None:
+def deliver(store: Engine, settings: Settings, rcpt: str, raw: bytes, mail_from: str = "") -> None:
     async def go() -> None:
         server = await serve(InboundHandler(store, mail_config(settings)), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -45,7 +45,7 @@ def deliver(store: Engine, settings: Settings, rcpt: str, raw: bytes) -> None:
             # Bounces come from the null sender, MAIL FROM:<>.
             smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
             await smtp.connect()
-            await smtp.mail("")
+            await smtp.mail(mail_from)
             await smtp.rcpt(rcpt)
             await smtp.data(raw)
             await smtp.quit()
@@ -201,3 +201,18 @@ def test_a_message_id_longer_than_the_column_is_taken_once_and_not_refused(
     assert stored[0].message_id != stored[1].message_id
     assert stored[0].outbox_id == sent["id"] and stored[0].kind == "bounce"
     assert len(bounces) == 2 and all(len(b.idempotency_key) <= 255 for b in bounces)
+
+
+def test_an_envelope_sender_longer_than_the_column_is_stored_cut_and_not_refused(
+    store: Engine, settings: Settings, sent: dict[str, Any]
+) -> None:
+    """A reply from an envelope address longer than any real one (the column holds 320
+    characters) is still taken and acted on, never answered 451 again and again."""
+    sender = "r" * 380 + "@example.com"
+    deliver(
+        store, settings, "postmaster@bounces.acme.example", ours("dsn_gmail_no_such_user"), sender
+    )
+    with store.connect() as conn:
+        stored = conn.execute(select(InboundMessage)).all()
+    assert len(stored) == 1
+    assert stored[0].mail_from == sender[:320] and stored[0].kind == "bounce"
