@@ -138,6 +138,7 @@ class Simulation:
         }
         self.rules = RuleSet.of(ws)
         self.account_types = account_event_types(ws)
+        self.sends_read = "send" in self.rules.by_event  # some rule reads `send` events
         self.colleagues: dict[str, list[str]] = {}
         for lead in leads:
             if lead.account:
@@ -183,8 +184,8 @@ class Simulation:
                 self._on_inactive(lead, payload, at)
             elif kind == "rules":
                 if self.rules_at.get(lead) == at:
-                    # Every rule, as the runtime's due pass: a rule no fact re-checked (a `send`
-                    # is no event the rules hear) may move the lead now in both drivers.
+                    # Every rule, as the runtime's due pass: a rule no fact re-checked may move
+                    # the lead now in both drivers.
                     self._rules(lead, at, None)
             elif kind == "population":
                 self._population(at)
@@ -393,6 +394,9 @@ class Simulation:
                     step=d.step,
                 )
                 self.facts[lead_id] = facts.with_event(sent)
+                if self.sends_read:
+                    # As the runtime makes the lead due at the send: the rules reading sends.
+                    self._rules(lead_id, at, self.rules.affected_by([sent]))
                 for r in self.reactions.get((lead_id, d.step or ""), []):
                     if r.flow in (None, flow):
                         follow.append(
@@ -423,7 +427,7 @@ class Simulation:
                     self._enter(target, lead_id, at, f"moved from flow {flow}")
             case UpdateLead():
                 self._record(at, lead_id, flow, d.step, "update", d.reason)
-                follow.extend(self._update(lead_id, d, at))
+                follow.extend(self._update(lead_id, flow, d, at))
             case ChangeList():
                 self._record(at, lead_id, flow, d.step, "list", d.reason)
                 # As the runtime's due pass writes it: an event only when the lead moves.
@@ -440,7 +444,9 @@ class Simulation:
                 self._record(at, lead_id, flow, d.step, type(d).__name__.lower(), d.reason)
         return follow
 
-    def _update(self, lead_id: str, d: UpdateLead, at: datetime) -> list[tuple[str, Event]]:
+    def _update(
+        self, lead_id: str, flow: str, d: UpdateLead, at: datetime
+    ) -> list[tuple[str, Event]]:
         before = self.facts[lead_id]
         self.facts[lead_id] = updated(before, d.attribute, d.op, d.value)
         name = d.attribute.removeprefix("lead.")
@@ -450,7 +456,11 @@ class Simulation:
             return [(lead_id, Event("stage.changed", at, {"stage": d.value, "from": before.stage}))]
         if name == "score":
             delta = self.facts[lead_id].score - before.score
-            return [(lead_id, Event(SCORE_ADJUSTED, at, {"delta": delta}))] if delta else []
+            if not delta:
+                return []
+            # As the runtime writes it: the points and the step that gave them.
+            points = {"delta": delta, "flow": flow, "step": d.step}
+            return [(lead_id, Event(SCORE_ADJUSTED, at, points))]
         affected = self.rules.reading_attributes([name])
         if affected:
             self._rules(lead_id, at, affected)

@@ -479,6 +479,9 @@ def due_pass(
     entries: _Entries | None = None
     out = Batch(now)
     settings = dict(ws.settings)
+    # A send is written as handled (no trigger hears it): when a rule reads sends, the lead is
+    # made due now instead, so the rules pass of the next round re-checks it at the send.
+    sends_read = "send" in lifecycle.rules_for(published).by_event
     for row in sorted(rows, key=lambda r: (r.lead_id, r.due_at, r.id)):
         flow = ws.flows.get(row.flow) if row.flow in published.versions else None
         lead = facts.get(row.lead_id)
@@ -502,6 +505,8 @@ def due_pass(
                 out.decision(row.lead_id, row.id, row.flow, d.step, "wait", d.reason, data)
                 continue
             lead = _apply(conn, out, published, row, d, lead, stats)
+            if sends_read and isinstance(d, SendEmail):
+                out.lead_values(row.lead_id, rules_due_at=now)  # the rules reading sends
             if isinstance(d, MoveToFlow) and d.flow in published.versions:
                 entries = entries or _Entries.load(conn, lead_ids)
                 if entries.enter(

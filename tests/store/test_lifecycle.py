@@ -225,15 +225,25 @@ def test_a_flows_points_move_the_lead_at_once_as_a_full_recompute_would(store: E
         ("stage.changed", "2026-03-02 12:00"),  # and the rules raise it to sql again
     ]
     assert rows(store, "SELECT stage, score FROM leads") == [("sql", 11.0)]
+    runtime_points = [
+        (str(at)[:16], _json(p))
+        for at, p in rows(
+            store, "SELECT at, properties FROM events WHERE type = 'score.adjusted' ORDER BY id"
+        )
+    ]
+    assert runtime_points == [("2026-03-02 11:00", {"delta": 10, "flow": "demo", "step": "points"})]
     ws = compile_text(POINTS, "points.flow").workspace
     assert ws is not None
-    result = simulate(
-        ws,
-        [Lead("1", {"email": "ann@example.com"})],
-        [("1", Event(kind, at)) for at, kind in events],
-        T0,
-        2,
-    )
+    sim = Simulation(ws, [Lead("1", {"email": "ann@example.com"})], T0)
+    sim.add_events([("1", Event(kind, at)) for at, kind in events])
+    result = sim.run(T0 + 2 * DAY)
+    # Both drivers write the same `score.adjusted` event: the points, the flow and the step.
+    simulated_points = [
+        (e.at.strftime("%Y-%m-%d %H:%M"), dict(e.properties))
+        for e in sim.facts["1"].events
+        if e.type == "score.adjusted"
+    ]
+    assert simulated_points == runtime_points
     simulated = [
         (t.what, t.at.strftime("%Y-%m-%d %H:%M"))
         for t in result.trace
@@ -474,6 +484,11 @@ template hello {
   subject "Hello"
 }
 
+stages {
+  stage contacted "Contacted" when count(send) >= 1
+  stage lead "New"
+}
+
 segment mailed "Sent something" where count(send) >= 1
 segment openers "Opened lately" where occurred(open, within=7d)
 
@@ -485,24 +500,27 @@ flow welcome "Welcome" {
 """
 
 
-def test_the_simulators_timed_look_checks_every_rule_as_the_runtime_does(store: Engine) -> None:
-    # A send is no event the rules hear, so `mailed` is not re-checked when the welcome goes out.
-    # When the open leaves `openers`' window the lead is due, and the runtime's due pass checks
-    # every rule: `mailed` takes the lead in then. The simulator's timed look does the same.
+def test_a_send_moves_the_rules_reading_sends_at_once_in_both_drivers(store: Engine) -> None:
+    # The welcome's send re-checks the rules that read sends (the stage, `mailed`) at the send,
+    # as a full recompute right after it would, not when the lead is next due (when the open
+    # leaves `openers`' window, and never for a lead without windowed rules). The runtime makes
+    # the lead due at the send, the simulator re-checks what the send can change: the same moves.
     publish_text(store, MAILED, T0)
     add_lead(store, "ann@example.com", T0)
     events = [(T0 + timedelta(hours=1), "open"), (T0 + timedelta(hours=2), "signed_up")]
     run_until(store, T0, T0 + 10 * DAY, [(at, "ann@example.com", kind) for at, kind in events])
     runtime = [
-        (str(k), str(at)[:16], _json(d)["name"])
-        for k, at, d in rows(
-            store, "SELECT kind, at, data FROM decisions WHERE flow IS NULL ORDER BY at, id"
+        (str(k), str(at)[:16], str(r).split(":")[0])
+        for k, at, r in rows(
+            store, "SELECT kind, at, reason FROM decisions WHERE flow IS NULL ORDER BY at, id"
         )
     ]
     assert runtime == [
-        ("segment.entered", "2026-03-02 10:00", "openers"),
-        ("segment.entered", "2026-03-09 10:00", "mailed"),
-        ("segment.left", "2026-03-09 10:00", "openers"),
+        ("stage.changed", "2026-03-02 09:00", "stage lead"),
+        ("segment.entered", "2026-03-02 10:00", "segment openers"),
+        ("segment.entered", "2026-03-02 11:00", "segment mailed"),
+        ("stage.changed", "2026-03-02 11:00", "stage contacted"),
+        ("segment.left", "2026-03-09 10:00", "segment openers"),
     ]
     ws = compile_text(MAILED, "mailed.flow").workspace
     assert ws is not None
@@ -514,7 +532,7 @@ def test_the_simulators_timed_look_checks_every_rule_as_the_runtime_does(store: 
         10,
     )
     simulated = [
-        (t.what, t.at.strftime("%Y-%m-%d %H:%M"), t.reason.split(":")[0].split()[1])
+        (t.what, t.at.strftime("%Y-%m-%d %H:%M"), t.reason.split(":")[0])
         for t in result.trace
         if t.flow == LEAD_RULES
     ]

@@ -26,6 +26,10 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 RULES = """
+template nudge {
+  subject "Still there?"
+}
+
 settings {
   click_threshold = 3
   icp = ["saas", "fintech"]
@@ -72,6 +76,12 @@ segment hot "Opened lately and scored" where in_segment(openers_7d) and lead.sco
 segment qualified "Sales-qualified" where lead.stage == "sql"
 segment engaged_buyer "Scored buyers" where lead.score >= 8 and total("purchase", "amount", within=30d) >= 40
 segment gold "Gold tier" where lead.tier == "gold"
+segment mailed "Sent twice" where count(send) >= 2
+
+list contacted "Sent something in 10 days" {
+  add when count(send, within=10d) >= 1
+  remove when count(send, within=10d) == 0
+}
 
 flow big_order "Thanks for a big order" {
   trigger event purchase where event.amount >= 150
@@ -100,6 +110,13 @@ flow promoted "Put on the clickers' list by hand" {
   done: end
 }
 
+flow nudged "A nudge by email" {
+  trigger event nudge_requested
+  entry always
+  nudge: send nudge
+  done: end
+}
+
 flow tidied "Taken off the lists by hand" {
   trigger event tidied
   entry always
@@ -116,6 +133,8 @@ flow tidied "Taken off the lists by hand" {
 # `promoted` and `tidied` put leads on and take them off rule-fed lists: the lists' own rules win
 # in the same tick (a lead without clicks leaves `repeat_clickers` again, a buyer is back on
 # `buyers`), as a full recompute has it.
+# `nudged` sends: `mailed` and `contacted` (whose window slides) read sends, and move the lead
+# at the send, as a full recompute right after it would.
 
 # A segment published later: its members enter when their last click leaves the window. Then
 # its condition changes (its window stays): leads with one click enter, the younger leave.
@@ -127,6 +146,7 @@ PUBLISHED = {5: QUIET, 9: QUIET.replace("== 0", "<= 1 and lead.age >= 30")}
 KINDS = ["open"] * 8 + ["click"] * 4 + ["delivery"] * 4 + ["purchase", "view", "form"]
 KINDS += ["score.adjusted", "demo_requested", "demo_requested", "went_quiet"]
 KINDS += ["promoted", "promoted", "tidied", "tidied"]
+KINDS += ["nudge_requested"] * 3
 
 
 def _event(rng: random.Random, email: str, at: datetime) -> dict[str, object]:
@@ -259,6 +279,14 @@ def test_incremental_re_evaluation_agrees_with_a_full_recompute(store: Engine, s
         tick(store, now, batch=9)
         _agree(store, now)
     assert moved_while_due, "no publication moved a lead that was due"
+    with reading(store) as conn:
+        sent = conn.execute(
+            select(func.count()).select_from(DecisionRow).where(DecisionRow.kind == "send")
+        ).scalar_one()
+        mailed = conn.execute(
+            select(func.count()).select_from(SegmentMember).where(SegmentMember.segment == "mailed")
+        ).scalar_one()
+    assert sent and mailed, "no flow sent, or no send moved a lead"
 
 
 def test_the_events_pass_reads_only_the_part_of_the_history_the_rules_read(store: Engine) -> None:
