@@ -50,6 +50,23 @@ def drain(
     return asyncio.run(go())
 
 
+def drain_against(engine: Engine, settings: Settings, serve: Any) -> SendStats:
+    """`drain` against a raw asyncio server that answers with `serve(reader, writer)`."""
+
+    async def go() -> SendStats:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sender = Sender(engine, settings, Relay("127.0.0.1", port), clock=lambda: NOW)
+        try:
+            return await asyncio.wait_for(sender.drain(), 30)
+        finally:
+            await sender.close()
+            server.close()
+            await server.wait_closed()
+
+    return asyncio.run(go())
+
+
 def transactional(engine: Engine, email: str) -> int:
     """A message no send-time rule holds (no consent needed, no quiet hours)."""
     lead = add_lead(engine, email, {}, consent=False)
@@ -426,19 +443,7 @@ def test_a_connection_lost_at_data_before_354_is_retried_not_unknown(
     store: Engine, settings: Settings
 ) -> None:
     oid = transactional(store, "ann@example.com")
-
-    async def go() -> SendStats:
-        server = await asyncio.start_server(closes_at_data, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        sender = Sender(store, settings, Relay("127.0.0.1", port), clock=lambda: NOW)
-        try:
-            return await asyncio.wait_for(sender.drain(), 30)
-        finally:
-            await sender.close()
-            server.close()
-            await server.wait_closed()
-
-    stats = asyncio.run(go())
+    stats = drain_against(store, settings, closes_at_data)
     assert (stats.deferred, stats.unknown) == (1, 0)
     r = row(store, oid)
     assert r.state == "pending" and not r.uncertain and r.data_started_at is None
@@ -481,19 +486,7 @@ def test_a_2xx_to_data_instead_of_354_is_retried_not_unknown(
     `unknown` as a message that may have been delivered."""
     oid = transactional(store, "ann@example.com")
     serve, received = answers_data_with(code)
-
-    async def go() -> SendStats:
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        sender = Sender(store, settings, Relay("127.0.0.1", port), clock=lambda: NOW)
-        try:
-            return await asyncio.wait_for(sender.drain(), 30)
-        finally:
-            await sender.close()
-            server.close()
-            await server.wait_closed()
-
-    stats = asyncio.run(go())
+    stats = drain_against(store, settings, serve)
     assert (stats.deferred, stats.unknown) == (1, 0)
     assert not any(b"Subject:" in line for line in received)  # the payload never went out
     r = row(store, oid)

@@ -12,11 +12,31 @@ from sqlalchemy import Engine
 from dsl.compile import compile_text
 from flowbuilder.engine.facts import Event
 from flowbuilder.engine.rules import LEAD_RULES
-from flowbuilder.simulate import Lead, Simulation, simulate
+from flowbuilder.simulate import Lead, Result, Simulation, simulate
 from tests.store.driver import add_lead, publish_text, rows, run_until
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
+Moments = list[tuple[datetime, str]]
+
+
+def ann_through_the_runtime(store: Engine, text: str, events: Moments, until: datetime) -> None:
+    """Publish `text`, add ann, and tick the runtime through her `events` (moment, type)."""
+    publish_text(store, text, T0)
+    add_lead(store, "ann@example.com", T0)
+    run_until(store, T0, until, [(at, "ann@example.com", kind) for at, kind in events])
+
+
+def ann_through_the_simulator(
+    text: str, events: Moments, until: datetime
+) -> tuple[Simulation, Result]:
+    """The same lead and events through the simulator."""
+    ws = compile_text(text, "ann.flow").workspace
+    assert ws is not None
+    sim = Simulation(ws, [Lead("1", {"email": "ann@example.com"})], T0)
+    sim.add_events([("1", Event(kind, at)) for at, kind in events])
+    return sim, sim.run(until)
+
 
 RULES = """
 template intro {
@@ -200,14 +220,12 @@ def test_a_flows_points_move_the_lead_at_once_as_a_full_recompute_would(store: E
     # score (the sql stage, the segment) are re-checked when that event is handled, in the same
     # tick, not when the lead is next due (when its open leaves the 30-day window). A stage a
     # flow sets lower is raised again by the stage rules, as a full recompute of the lead does.
-    publish_text(store, POINTS, T0)
-    add_lead(store, "ann@example.com", T0)
     events = [
         (T0 + timedelta(hours=1), "open"),
         (T0 + timedelta(hours=2), "demo_requested"),
         (T0 + timedelta(hours=3), "went_quiet"),
     ]
-    run_until(store, T0, T0 + 2 * DAY, [(at, "ann@example.com", kind) for at, kind in events])
+    ann_through_the_runtime(store, POINTS, events, T0 + 2 * DAY)
     runtime = [
         (str(k), str(at)[:16])
         for k, at in rows(
@@ -232,11 +250,7 @@ def test_a_flows_points_move_the_lead_at_once_as_a_full_recompute_would(store: E
         )
     ]
     assert runtime_points == [("2026-03-02 11:00", {"delta": 10, "flow": "demo", "step": "points"})]
-    ws = compile_text(POINTS, "points.flow").workspace
-    assert ws is not None
-    sim = Simulation(ws, [Lead("1", {"email": "ann@example.com"})], T0)
-    sim.add_events([("1", Event(kind, at)) for at, kind in events])
-    result = sim.run(T0 + 2 * DAY)
+    sim, result = ann_through_the_simulator(POINTS, events, T0 + 2 * DAY)
     # Both drivers write the same `score.adjusted` event: the points, the flow and the step.
     simulated_points = [
         (e.at.strftime("%Y-%m-%d %H:%M"), dict(e.properties))
@@ -350,10 +364,8 @@ def test_a_flows_list_steps_leave_the_same_events_in_both_drivers(store: Engine)
     # `remove from list` leaves a `list.left` event in the runtime; the simulator leaves the same
     # one (and none for a lead already off the list), so `in_list(newsletter)` moves the segment
     # at the same moment in both.
-    publish_text(store, FLOW_LISTS, T0)
-    add_lead(store, "ann@example.com", T0)
-    signed_up = T0 + timedelta(hours=1)
-    run_until(store, T0, T0 + 3 * DAY, [(signed_up, "ann@example.com", "signed_up")])
+    events = [(T0 + timedelta(hours=1), "signed_up")]
+    ann_through_the_runtime(store, FLOW_LISTS, events, T0 + 3 * DAY)
     runtime_events = [
         (str(t), str(at)[:16], _json(p).get("list"))
         for t, at, p in rows(
@@ -375,11 +387,7 @@ def test_a_flows_list_steps_leave_the_same_events_in_both_drivers(store: Engine)
         (str(k), str(at)[:16])
         for k, at in rows(store, "SELECT kind, at FROM decisions WHERE flow IS NULL ORDER BY at")
     ]
-    ws = compile_text(FLOW_LISTS, "lists.flow").workspace
-    assert ws is not None
-    sim = Simulation(ws, [Lead("1", {"email": "ann@example.com"})], T0)
-    sim.add_events([("1", Event("signed_up", signed_up))])
-    result = sim.run(T0 + 3 * DAY)
+    sim, result = ann_through_the_simulator(FLOW_LISTS, events, T0 + 3 * DAY)
     simulated = [e for e in sim.facts["1"].events if e.type.startswith("list.")]
     assert _sim_events(simulated) == runtime_events
     assert [dict(e.properties) for e in simulated] == runtime_properties
@@ -437,14 +445,12 @@ def test_a_rule_fed_lists_own_rules_win_over_a_flows_list_step_at_once(store: En
     # rules take the lead off again in the same tick, as a full recompute would (the lead has no
     # window to slide, so it would otherwise stay forever). A flow takes a buyer off `buyers`:
     # `add when occurred("purchase")` puts it back. The simulator agrees moment for moment.
-    publish_text(store, FED_LISTS, T0)
-    add_lead(store, "ann@example.com", T0)
     events = [
         (T0 + timedelta(hours=1), "promoted"),
         (T0 + timedelta(hours=2), "purchase"),
         (T0 + timedelta(hours=3), "tidied"),
     ]
-    run_until(store, T0, T0 + 2 * DAY, [(at, "ann@example.com", kind) for at, kind in events])
+    ann_through_the_runtime(store, FED_LISTS, events, T0 + 2 * DAY)
     runtime = [
         (str(k), str(at)[:16], str(r).split(":")[0])
         for k, at, r in rows(
@@ -462,15 +468,7 @@ def test_a_rule_fed_lists_own_rules_win_over_a_flows_list_step_at_once(store: En
     ]
     assert rows(store, "SELECT list_name FROM memberships") == [("buyers",)]
     assert rows(store, "SELECT rules_due_at FROM leads") == [(None,)]
-    ws = compile_text(FED_LISTS, "fed.flow").workspace
-    assert ws is not None
-    result = simulate(
-        ws,
-        [Lead("1", {"email": "ann@example.com"})],
-        [("1", Event(kind, at)) for at, kind in events],
-        T0,
-        2,
-    )
+    _, result = ann_through_the_simulator(FED_LISTS, events, T0 + 2 * DAY)
     simulated = [
         (t.what, t.at.strftime("%Y-%m-%d %H:%M"), t.reason.split(":")[0])
         for t in result.trace
@@ -505,10 +503,8 @@ def test_a_send_moves_the_rules_reading_sends_at_once_in_both_drivers(store: Eng
     # as a full recompute right after it would, not when the lead is next due (when the open
     # leaves `openers`' window, and never for a lead without windowed rules). The runtime makes
     # the lead due at the send, the simulator re-checks what the send can change: the same moves.
-    publish_text(store, MAILED, T0)
-    add_lead(store, "ann@example.com", T0)
     events = [(T0 + timedelta(hours=1), "open"), (T0 + timedelta(hours=2), "signed_up")]
-    run_until(store, T0, T0 + 10 * DAY, [(at, "ann@example.com", kind) for at, kind in events])
+    ann_through_the_runtime(store, MAILED, events, T0 + 10 * DAY)
     runtime = [
         (str(k), str(at)[:16], str(r).split(":")[0])
         for k, at, r in rows(
@@ -522,15 +518,7 @@ def test_a_send_moves_the_rules_reading_sends_at_once_in_both_drivers(store: Eng
         ("stage.changed", "2026-03-02 11:00", "stage contacted"),
         ("segment.left", "2026-03-09 10:00", "segment openers"),
     ]
-    ws = compile_text(MAILED, "mailed.flow").workspace
-    assert ws is not None
-    result = simulate(
-        ws,
-        [Lead("1", {"email": "ann@example.com"})],
-        [("1", Event(kind, at)) for at, kind in events],
-        T0,
-        10,
-    )
+    _, result = ann_through_the_simulator(MAILED, events, T0 + 10 * DAY)
     simulated = [
         (t.what, t.at.strftime("%Y-%m-%d %H:%M"), t.reason.split(":")[0])
         for t in result.trace
