@@ -96,6 +96,7 @@ class FusedParser(_Parser):
         state = state_stack[-1]
         try:
             while pos < end:
+                # The token, made as `FlowLexer.lex` makes it (see there); then its actions.
                 match, keywords, newline_types = table[state]
                 m = match(text, pos, end)
                 if m is None:
