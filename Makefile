@@ -7,11 +7,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-STAMP   = $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml setup.py dsl/_fused.c | cksum | cut -d' ' -f1)
 
 .PHONY: run test bench lint-examples clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py dsl/_fused.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "flowbuilder needs Python 3.11 or newer; set PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -7,6 +7,12 @@ nothing: it cost about 15% of parsing, compiling and linting a 1,000-step flow a
 of a 10,000-lead simulation. Reference counting frees everything as usual while the collector is
 paused; the collector runs on when the outermost paused call returns (and stays off if something
 else had turned it off).
+
+What the pause made then joins the oldest generation at once (`_to_oldest_generation`) rather
+than waiting in the youngest, whose next pass would walk all of it: about 2.5 ms, a tenth of
+compiling a 1,000-step flow, spent on a tree and an IR that live as long as the compilation and are
+freed by reference counting. The oldest generation is walked only by a full collection, which
+Python runs as it always does.
 """
 
 from __future__ import annotations
@@ -30,7 +36,19 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            _to_oldest_generation()
             gc.enable()
+
+
+def _to_oldest_generation() -> None:
+    """Every object the collector tracks moved to its oldest generation, in constant time.
+
+    `gc.freeze()` moves the generations' lists to the permanent generation and `gc.unfreeze()`
+    moves that list to the oldest generation: two list splices. A program that keeps objects
+    frozen (a server that forks after `gc.freeze()`) is left alone."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 def without_collector(fn: Callable[P, R]) -> Callable[P, R]:

@@ -18,6 +18,7 @@ holds the trees, positions and errors to Lark's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lark import Token
@@ -28,6 +29,12 @@ from lark.parsers.lalr_parser import _Parser
 
 from dsl.lexer import FlowLexer
 from dsl.tree_builder import first_child
+
+compiled_run: Callable[..., int] | None
+try:  # the same loop in C (dsl/_fused.c), built by `pip install`; this module's loop otherwise
+    from dsl._fused import run as compiled_run
+except ImportError:  # pragma: no cover - a checkout used without installing it
+    compiled_run = None
 
 _new_str = str.__new__
 
@@ -50,6 +57,8 @@ class FusedParser(_Parser):
     """Lark's `_Parser` with its loop fused with `FlowLexer` (installed by `dsl.grammar`)."""
 
     _actions: dict[int, Actions] | None = None
+    # Whether `_run` uses the C loop when it is built (the tests run both).
+    compiled_loop = True
 
     def parse_from_state(self, state: Any, last_token: Token | None = None) -> Any:
         thread = state.lexer
@@ -78,9 +87,48 @@ class FusedParser(_Parser):
 
     def _run(self, lexer: FlowLexer, lexer_state: Any, parser_state: Any) -> Token | None:
         """Lex and parse from the start of the text; the last token fed (None: none)."""
+        if compiled_run is None or not self.compiled_loop:
+            return self._py_run(lexer, lexer_state, parser_state)
+        parse_conf = parser_state.parse_conf
+        counter = lexer_state.line_ctr
+        progress = [counter.char_pos, counter.line, counter.line_start_pos, lexer_state.last_token]
+        try:
+            no_action = compiled_run(
+                lexer_state.text.text,
+                lexer_state.text.end,
+                progress,
+                lexer.state_lexers(parser_state),
+                self._table(parse_conf),
+                self._token_callbacks(parse_conf),
+                lexer.skips_newlines,
+                Token,
+                parser_state.state_stack,
+                parser_state.value_stack,
+            )
+        finally:
+            pos, line, line_start = progress[:3]
+            token: Token | None = progress[3]
+            counter.char_pos = pos
+            counter.line = line
+            counter.line_start_pos = line_start
+            counter.column = pos - line_start + 1
+            lexer_state.last_token = token
+        if no_action:
+            parser_state.feed_token(token)  # Lark reports it, from the same stacks
+            raise AssertionError("the parse table has no action here")
+        if pos < lexer_state.text.end:
+            for token in lexer.rest(lexer_state, parser_state):
+                parser_state.feed_token(token)
+        return token
+
+    def _token_callbacks(self, parse_conf: Any) -> dict[str, Any]:
+        return {k: v for k, v in parse_conf.callbacks.items() if isinstance(k, str)}
+
+    def _py_run(self, lexer: FlowLexer, lexer_state: Any, parser_state: Any) -> Token | None:
+        """`_run` in Python: what dsl/_fused.c does, step for step."""
         parse_conf = parser_state.parse_conf
         actions = self._table(parse_conf)
-        token_callbacks = {k: v for k, v in parse_conf.callbacks.items() if isinstance(k, str)}
+        token_callbacks = self._token_callbacks(parse_conf)
         table = lexer.state_lexers(parser_state)
         skip_newlines = lexer.skips_newlines
         text_slice = lexer_state.text

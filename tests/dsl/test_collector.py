@@ -81,3 +81,54 @@ def test_compiling_linting_and_formatting_run_without_collections(collector_on: 
     # At most the one collection each time the collector comes back on, never during the work.
     assert during_compile <= 1
     assert during_all <= 3
+
+
+class _Node:
+    """An object the collector tracks, that can be part of a cycle."""
+
+    def __init__(self) -> None:
+        self.other: object = None
+
+
+def _young_count() -> int:
+    return gc.get_count()[0]
+
+
+def test_what_the_pause_made_skips_the_young_generations(collector_on: None) -> None:
+    gc.collect()
+    with collector_paused():
+        kept = [_Node() for _ in range(5_000)]
+        assert _young_count() >= 5_000
+    # Moved to the oldest generation when the pause ended: the next young pass does not walk them.
+    assert _young_count() < 100
+    young = {id(o) for o in gc.get_objects(generation=0)}
+    assert not any(id(node) in young for node in kept)
+    assert {id(node) for node in kept} <= {id(o) for o in gc.get_objects(generation=2)}
+
+
+def test_a_cycle_made_in_the_pause_is_still_collected(collector_on: None) -> None:
+    import weakref
+
+    gc.collect()
+    with collector_paused():
+        a, b = _Node(), _Node()
+        a.other, b.other = b, a
+        watch = weakref.ref(a)
+        del a, b
+    assert watch() is not None  # a cycle: reference counting alone cannot free it
+    gc.collect()  # a full collection walks the oldest generation
+    assert watch() is None
+
+
+def test_objects_a_program_froze_stay_frozen(collector_on: None) -> None:
+    gc.collect()
+    frozen = [_Node() for _ in range(100)]
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        with collector_paused():
+            made = [_Node() for _ in range(100)]
+        assert gc.get_freeze_count() == before  # neither unfrozen nor joined by what was made
+        assert made and frozen
+    finally:
+        gc.unfreeze()

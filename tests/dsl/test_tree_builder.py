@@ -14,10 +14,24 @@ from lark.exceptions import UnexpectedInput
 
 import dsl.parse
 from dsl.grammar import load_parser
-from dsl.lalr import FusedParser
+from dsl.lalr import FusedParser, compiled_run
 from dsl.parse import parse_tree, parser
 from tests.dsl.lark_reference import corpus, reference, shape
 from tests.dsl.strategies import flow_texts
+
+
+@pytest.fixture(autouse=True, params=["C loop", "Python loop"])
+def loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with the fused loop in C (dsl/_fused.c) and with its Python twin."""
+    monkeypatch.setattr(FusedParser, "compiled_loop", request.param == "C loop")
+    return str(request.param)
+
+
+def test_the_compiled_loop_is_built() -> None:
+    assert compiled_run is not None, (
+        "dsl/_fused.c is not built: `make test` builds it with `pip install -e .`, which needs a C "
+        "compiler and Python's headers (Debian: gcc, python3-dev)"
+    )
 
 
 def parsed(lark: Lark, text: str) -> object:
@@ -35,7 +49,11 @@ def test_every_project_file_parses_to_lark_s_tree(name: str, text: str) -> None:
     assert tree == parsed(reference(), text)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(flow_texts())
 def test_generated_flows_parse_to_lark_s_tree(text: str) -> None:
     assert parsed(parser(), text) == parsed(reference(), text)
@@ -50,7 +68,11 @@ def test_no_inlined_rule_is_left_in_a_tree() -> None:
             assert isinstance(node.data, str) and type(node.data) is str
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(flow_texts(), st.integers(0, 10_000), st.integers(0, 3), st.sampled_from(list("{}():#\n")))
 def test_syntax_diagnostics_are_the_ones_lark_s_trees_give(
     text: str, at: int, cut: int, insert: str
