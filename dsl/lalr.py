@@ -1,4 +1,4 @@
-"""Lark's LALR loop with the fused lexer inside it: one Python loop per parse, not two calls per token.
+"""Lark's LALR loop with the fused lexer inside it: one loop per parse, not two calls per token.
 
 Lark drives a parse as a generator of tokens (the lexer) and a method call per token
 (`ParserState.feed_token`), which looks up the parser state's actions, shifts or reduces, and
@@ -6,7 +6,10 @@ returns. Both are cheap one at a time and most of a parse in bulk. `FusedParser`
 parser loop (`_Parser.parse_from_state`) for a parse that starts at the beginning of a text with
 `FlowLexer`: it matches each token with the state's fused pattern (`dsl.lexer`) and applies the
 same parse table's shifts and reductions in the same loop, with every reduction's size, goto
-symbol and callback looked up once per parse table.
+symbol and callback looked up once per parse table. The loop runs in C (`dsl/_fused.c`, built by
+`pip install`) and, step for step the same, in Python (`FusedParser._py_run`) where the C module is
+not built; the patterns, the parse table and the tree-building callbacks are the same Python objects
+for both, and the tests run both.
 
 Everything a person sees stays Lark's. Where the fused pattern does not match, Lark's contextual
 lexer goes on from that position through Lark's own loop; where the table has no action for a

@@ -92,9 +92,9 @@ class FlowLexer(Lexer):
     def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
         # Lark's own loop drives this generator in a resumed or interactive parse (completion).
         # A parse from the start runs `dsl.lalr.FusedParser`, which makes tokens the same way
-        # inside its parse loop (a call per token there would cost a tenth of the parse): a
-        # change to one is a change to both; tests/dsl/test_lexer.py and test_tree_builder.py
-        # hold each to Lark's own lexer.
+        # inside its parse loop, in C (dsl/_fused.c) or in Python (`FusedParser._py_run`); a
+        # call per token there would cost a tenth of the parse. A change to one is a change to
+        # all three; tests/dsl/test_lexer.py and test_tree_builder.py hold each to Lark's own.
         table = self.state_lexers(parser_state)
         skip_newlines = self._skip_newlines
         text_slice = lexer_state.text
