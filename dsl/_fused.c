@@ -8,12 +8,13 @@
    `tests/dsl/test_lexer.py` run both loops against Lark's own parser.
 
    run(text, end, progress, table, actions, token_callbacks, skip_newlines, token_type,
-       state_stack, value_stack) -> int
+       state_stack, value_stack, made) -> int
 
    `progress` is a list [pos, line, line_start, last_token], read at the start and written back
    at the end, also when an exception leaves the loop. The result is 0 when the text ended or no
    pattern matched at `pos` (the caller lets Lark's lexer go on from there), 1 when the parse
-   table has no action for `last_token` (the caller lets Lark report it from the same stacks). */
+   table has no action for `last_token` (the caller lets Lark report it from the same stacks).
+   `made` is None or a list that gets every token made (completion reads them). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -138,8 +139,8 @@ state_lexer(PyObject *table, PyObject *state)
 static PyObject *
 fused_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "run() takes 10 arguments");
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "run() takes 11 arguments");
         return NULL;
     }
     PyObject *text = args[0];
@@ -152,13 +153,15 @@ fused_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *token_type = args[7];
     PyObject *state_stack = args[8];
     PyObject *value_stack = args[9];
+    PyObject *made = args[10] == Py_None ? NULL : args[10];
     if (end == -1 && PyErr_Occurred()) {
         return NULL;
     }
     if (!PyUnicode_Check(text) || !PyList_Check(progress) || PyList_GET_SIZE(progress) != 4 ||
         !PyDict_Check(table) || !PyDict_Check(actions) || !PyDict_Check(token_callbacks) ||
         !PyType_Check(token_type) || !PyType_IsSubtype((PyTypeObject *)token_type, &PyUnicode_Type) ||
-        !PyList_Check(state_stack) || !PyList_Check(value_stack) || skip_newlines < 0) {
+        !PyList_Check(state_stack) || !PyList_Check(value_stack) || skip_newlines < 0 ||
+        (made != NULL && !PyList_Check(made))) {
         if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_TypeError, "run(): an argument of the wrong type");
         }
@@ -270,10 +273,10 @@ fused_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
         /* str.__new__(Token, value): Lark's own `Token.__new__` is Python and not needed here */
         PyObject *new_args = PyTuple_Pack(1, value);
-        PyObject *made = new_args == NULL ? NULL
-                                          : PyUnicode_Type.tp_new((PyTypeObject *)token_type, new_args, NULL);
+        PyObject *fresh = new_args == NULL ? NULL
+                                           : PyUnicode_Type.tp_new((PyTypeObject *)token_type, new_args, NULL);
         Py_XDECREF(new_args);
-        if (made == NULL) {
+        if (fresh == NULL) {
             Py_DECREF(span);
             Py_DECREF(value);
             Py_DECREF(type);
@@ -281,7 +284,7 @@ fused_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             failed = 1;
             break;
         }
-        Py_SETREF(token, made);
+        Py_SETREF(token, fresh);
         int bad = set_slot(token, T_TYPE, type) < 0 || set_slot(token, T_START_POS, start_object) < 0 ||
                   set_slot(token, T_VALUE, value) < 0 || set_slot_long(token, T_LINE, line) < 0 ||
                   set_slot_long(token, T_COLUMN, start - line_start + 1) < 0;
@@ -307,7 +310,8 @@ fused_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(span);
         if (bad || set_slot_long(token, T_END_LINE, line) < 0 ||
             set_slot_long(token, T_END_COLUMN, stop - line_start + 1) < 0 ||
-            set_slot(token, T_END_POS, pos_object) < 0) {
+            set_slot(token, T_END_POS, pos_object) < 0 ||
+            (made != NULL && PyList_Append(made, token) < 0)) {
             Py_DECREF(type);
             failed = 1;
             break;

@@ -11,4 +11,5 @@ def run(
     token_type: type,
     state_stack: list[int],
     value_stack: list[Any],
+    made: list[Any] | None,
 ) -> int: ...

@@ -27,6 +27,7 @@ from lark.lexer import PatternStr
 from dsl import ir
 from dsl.check import LEAD_FIELDS, REGIONS
 from dsl.functions import BUILTIN_EVENTS, FUNCTIONS, REF_KINDS, Function
+from dsl.lalr import FusedParser
 from dsl.parse import _blank, _brace_delta, _syntax_diagnostic, outside_strings, parser
 
 __all__ = ["Candidate", "Known", "complete", "recovered_tree", "signature"]
@@ -148,11 +149,15 @@ def _feed(prefix: str, cursor_line: int) -> tuple[list[Token], set[str]] | None:
     """The tokens of `prefix` and the terminals the parser accepts after them."""
     work = prefix
     for _ in range(MAX_RECOVERIES):
-        interactive = parser().parse_interactive(work)
+        lark = parser()
+        interactive = lark.parse_interactive(work)
         tokens: list[Token] = []
         try:
-            for token in interactive.iter_parse():
-                tokens.append(token)
+            loop = lark.parser.parser.parser
+            if isinstance(loop, FusedParser):
+                loop.feed_text(interactive, tokens)  # the parse's own loop, not a call per token
+            else:
+                tokens.extend(interactive.iter_parse())
             return tokens, set(interactive.accepts())  # type: ignore[no-untyped-call]
         except UnexpectedInput as error:
             line = _error_line(error)

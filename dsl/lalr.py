@@ -76,6 +76,22 @@ class FusedParser(_Parser):
             error.interactive_parser = InteractiveParser(self, state, thread)
             raise
 
+    def feed_text(self, interactive: InteractiveParser, made: list[Token]) -> None:
+        """Feed every token of an interactive parse's text, from its start, as a parse does, but
+        not the end of the text (completion asks what may follow); `made` gets each token fed.
+        Raises Lark's `UnexpectedInput` as the parse would."""
+        thread = interactive.lexer_thread
+        lexer = thread.lexer
+        state = interactive.parser_state
+        if not isinstance(lexer, FlowLexer) or thread.state is None or len(state.state_stack) != 1:
+            made.extend(interactive.iter_parse())
+            return
+        try:
+            self._run(lexer, thread.state, state, made)
+        except UnexpectedInput as error:
+            error.interactive_parser = interactive
+            raise
+
     def _table(self, parse_conf: Any) -> dict[int, Actions]:
         if self._actions is None:
             callbacks = parse_conf.callbacks
@@ -88,10 +104,13 @@ class FusedParser(_Parser):
             }
         return self._actions
 
-    def _run(self, lexer: FlowLexer, lexer_state: Any, parser_state: Any) -> Token | None:
-        """Lex and parse from the start of the text; the last token fed (None: none)."""
+    def _run(
+        self, lexer: FlowLexer, lexer_state: Any, parser_state: Any, made: list[Token] | None = None
+    ) -> Token | None:
+        """Lex and parse from the start of the text; the last token fed (None: none). `made`,
+        when given, gets every token fed."""
         if compiled_run is None or not self.compiled_loop:
-            return self._py_run(lexer, lexer_state, parser_state)
+            return self._py_run(lexer, lexer_state, parser_state, made)
         parse_conf = parser_state.parse_conf
         counter = lexer_state.line_ctr
         progress = [counter.char_pos, counter.line, counter.line_start_pos, lexer_state.last_token]
@@ -107,6 +126,7 @@ class FusedParser(_Parser):
                 Token,
                 parser_state.state_stack,
                 parser_state.value_stack,
+                made,
             )
         finally:
             pos, line, line_start = progress[:3]
@@ -120,14 +140,15 @@ class FusedParser(_Parser):
             parser_state.feed_token(token)  # Lark reports it, from the same stacks
             raise AssertionError("the parse table has no action here")
         if pos < lexer_state.text.end:
-            for token in lexer.rest(lexer_state, parser_state):
-                parser_state.feed_token(token)
+            token = _feed_rest(lexer, lexer_state, parser_state, made) or token
         return token
 
     def _token_callbacks(self, parse_conf: Any) -> dict[str, Any]:
         return {k: v for k, v in parse_conf.callbacks.items() if isinstance(k, str)}
 
-    def _py_run(self, lexer: FlowLexer, lexer_state: Any, parser_state: Any) -> Token | None:
+    def _py_run(
+        self, lexer: FlowLexer, lexer_state: Any, parser_state: Any, made: list[Token] | None
+    ) -> Token | None:
         """`_run` in Python: what dsl/_fused.c does, step for step."""
         parse_conf = parser_state.parse_conf
         actions = self._table(parse_conf)
@@ -176,6 +197,8 @@ class FusedParser(_Parser):
                 token.end_line = line
                 token.end_column = stop - line_start + 1
                 token.end_pos = pos = stop
+                if made is not None:
+                    made.append(token)
                 while True:
                     action: Any = actions[state].get(type_)
                     if action is None:
@@ -212,6 +235,17 @@ class FusedParser(_Parser):
             lexer_state.last_token = token
         if pos < end:
             # Only spaces and comments left, or what Lark's own lexer has to decide.
-            for token in lexer.rest(lexer_state, parser_state):
-                parser_state.feed_token(token)
+            token = _feed_rest(lexer, lexer_state, parser_state, made) or token
         return token
+
+
+def _feed_rest(
+    lexer: FlowLexer, lexer_state: Any, parser_state: Any, made: list[Token] | None
+) -> Token | None:
+    """Feed the tokens from where no fused pattern matched (Lark's lexer decides); the last."""
+    last = None
+    for last in lexer.rest(lexer_state, parser_state):
+        if made is not None:
+            made.append(last)
+        parser_state.feed_token(last)
+    return last

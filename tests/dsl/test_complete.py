@@ -183,3 +183,40 @@ def test_known_names_can_come_from_a_compiled_workspace() -> None:
     assert set(known.templates) == set(KNOWN.templates)
     assert set(known.steps["welcome"]) == set(KNOWN.steps["welcome"])
     assert set(known.lists) == set(KNOWN.lists)
+
+
+def _fed(prefix: str, line: int) -> object:
+    from dsl.complete import _feed
+
+    fed = _feed(prefix, line)
+    if fed is None:
+        return None
+    tokens, accepts = fed
+    return [(t.type, str(t), t.line, t.column, t.end_pos) for t in tokens], accepts
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["C loop", "Python loop"])
+def test_completion_reads_the_prefix_as_lark_s_own_loop_does(
+    compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Completion feeds the text before the cursor through the parse's loop; the tokens and the
+    terminals accepted after them are what Lark's loop, a call per token, gives."""
+    from dsl.lalr import FusedParser
+
+    monkeypatch.setattr(FusedParser, "compiled_loop", compiled)
+    checked = 0
+    for text in list(FILES.values())[:4]:
+        for cut in range(0, len(text), 89):
+            prefix = text[:cut]
+            line = prefix.count("\n") + 1
+            ours = _fed(prefix, line)
+            with monkeypatch.context() as lark_s:
+                lark_s.setattr(
+                    FusedParser,
+                    "feed_text",
+                    lambda self, interactive, made: made.extend(interactive.iter_parse()),
+                )
+                theirs = _fed(prefix, line)
+            assert ours == theirs, prefix[-80:]
+            checked += ours is not None
+    assert checked > 50
