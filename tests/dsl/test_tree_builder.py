@@ -114,3 +114,33 @@ def test_the_fused_parser_loop_ends_and_fails_as_lark_s_does(text: str) -> None:
 def _reference_diagnostics(text: str) -> object:
     with mock.patch.object(dsl.parse, "parser", reference):
         return parse_tree(text, "f.flow").diagnostics
+
+
+def test_an_error_raised_while_building_a_tree_leaves_the_loop_cleanly(
+    loop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tree-building callback that raises ends the parse with its own error (the C loop gives
+    back every object it holds), and the next parse is whole again."""
+    lark = parser()
+    fused = lark.parser.parser.parser
+    text = "flow f {\n  a: wait 1d\n  b: end\n}\n"
+    lark.parse(text)  # the loop's table is made on the first parse
+    actions = fused._actions
+    assert actions is not None
+
+    def refuse(children: list[object]) -> object:
+        raise RuntimeError("refused")
+
+    broken = {
+        state: {
+            symbol: (a[0], a[1], refuse) if isinstance(a, tuple) and a[1] == "wait" else a
+            for symbol, a in row.items()
+        }
+        for state, row in actions.items()
+    }
+    monkeypatch.setattr(fused, "_actions", broken)
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="refused"):
+            lark.parse(text)
+    monkeypatch.setattr(fused, "_actions", actions)
+    assert shape(lark.parse(text)) == parsed(reference(), text)
