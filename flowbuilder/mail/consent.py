@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
+from flowbuilder.store.bulk import among
 from flowbuilder.store.schema import ConsentRecord, Lead
 
 SCOPES = ("marketing", "night")
@@ -97,14 +98,22 @@ def latest(conn: Connection, lead_ids: Iterable[int], scope: str) -> dict[int, C
     out: dict[int, Consent] = {}
     for start in range(0, len(ids), 500):
         rows = conn.execute(
-            select(ConsentRecord)
+            select(
+                ConsentRecord.id,
+                ConsentRecord.lead_id,
+                ConsentRecord.scope,
+                ConsentRecord.granted,
+                ConsentRecord.who,
+                ConsentRecord.source,
+                ConsentRecord.wording,
+                ConsentRecord.at,
+            )
             .where(
-                ConsentRecord.lead_id.in_(ids[start : start + 500]), ConsentRecord.scope == scope
+                among(conn, ConsentRecord.lead_id, ids[start : start + 500]),
+                ConsentRecord.scope == scope,
             )
             .order_by(ConsentRecord.at, ConsentRecord.id)
         )
-        for r in rows:
-            out[r.lead_id] = Consent(
-                r.id, r.lead_id, r.scope, r.granted, r.who, r.source, r.wording, r.at
-            )
+        for r in rows:  # the columns in `Consent`'s order
+            out[r[1]] = Consent(*r)
     return out

@@ -268,7 +268,16 @@ class Composer:
     @staticmethod
     def signed(out: Outgoing, header: bytes) -> Outgoing:
         """`out` with the DKIM-Signature header line `header` on top."""
-        return replace(out, data=header + out.data, unsigned=None)
+        # Made field by field: `dataclasses.replace` looks the fields up again for every message.
+        return Outgoing(
+            out.outbox_id,
+            out.mail_from,
+            out.rcpt,
+            header + out.data,
+            out.message_id,
+            out.subject,
+            out.links,
+        )
 
     def _frame(self, spec: Spec) -> _Frame:
         key = (spec.template, spec.sender, spec.flow, spec.step, spec.test)

@@ -74,10 +74,12 @@ def relaxed_body(body: bytes) -> bytes:
     """The body in `relaxed` canonical form: no space at line ends, runs of spaces made one, no
     empty lines at the end, and a final CRLF when anything is left."""
     # Byte-string tests first: most bodies need neither pass, and a pass over every space costs
-    # more than the rest of the signature but the key operation.
-    if b" \r\n" in body or b"\t\r\n" in body:
+    # more than the rest of the signature but the key operation. A tab is looked for first: one
+    # byte is found at memory speed, and a body without one needs two of the four tests only.
+    tab = b"\t" in body
+    if b" \r\n" in body or (tab and b"\t\r\n" in body):
         body = _EOL_SPACE.sub(b"", body)
-    if b"  " in body or b"\t" in body:
+    if tab or b"  " in body:
         body = _RUNS.sub(b" ", body)
     while body.endswith(b"\r\n\r\n"):
         body = body[:-2]

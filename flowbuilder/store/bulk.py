@@ -140,12 +140,28 @@ def insert_rows(
 
 
 def insert_converted(
-    conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    ignore_conflicts: bool = False,
 ) -> None:
     """INSERT rows given as tuples in `columns` order, values already as the driver takes them
-    (see `driver_value`): the hottest log is built that way from the start."""
+    (see `driver_value`): the hottest log is built that way from the start. With
+    `ignore_conflicts`, as `insert_rows`."""
     if rows:
-        sql, _ = _plan(table, conn.dialect.name, columns, None)
+        sql, _ = _plan(table, conn.dialect.name, columns, None, ignore_conflicts)
+        conn.exec_driver_sql(sql, list(rows))
+
+
+def update_converted(
+    conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """UPDATE by `columns[-1]` (the key) each row given as a tuple in `columns` order, values
+    already as the driver takes them (see `driver_value`): `columns[:-1]` are set."""
+    if rows:
+        sql, _ = _plan(table, conn.dialect.name, columns, columns[-1])
         conn.exec_driver_sql(sql, list(rows))
 
 

@@ -132,6 +132,11 @@ def test_relaxed_canonical_forms() -> None:
         b"list-id:Welcome <welcome.acme.example>"
     )
     assert relaxed_body(b"a \t b  \r\n\r\n") == b"a b\r\n"
+    # A lone tab, one at a line's end, a space at a line's end: each body takes its own path.
+    assert relaxed_body(b"a\tb\r\n") == b"a b\r\n"
+    assert relaxed_body(b"a\t\r\nb\r\n") == b"a\r\nb\r\n"
+    assert relaxed_body(b"a b \r\nc\r\n") == b"a b\r\nc\r\n"
+    assert relaxed_body(b"a b\r\n") == b"a b\r\n"
     assert relaxed_body(b"\r\n\r\n") == b""
     assert relaxed_body(b"") == b""
     assert relaxed_body(b"no line end") == b"no line end\r\n"
