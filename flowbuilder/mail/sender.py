@@ -91,7 +91,9 @@ from flowbuilder.store.writes import insert_ignoring
 log = logging.getLogger("flowbuilder.mail.sender")
 
 # Building yields to the event loop after this long, so replies waiting on the connections are read.
-SLICE_SECONDS = 0.0005
+# About one message: SMTP without pipelining waits for a reply to each command, and a reply left
+# waiting behind a longer slice leaves the relay idle (0.5 ms gave 5–6% fewer messages a second).
+SLICE_SECONDS = 0.0001
 # Signatures handed to the signing thread at once, unless the connections run short sooner.
 SIGN_GROUP = 16
 
