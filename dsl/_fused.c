@@ -41,13 +41,19 @@ find_offsets(PyTypeObject *type)
     }
     for (int i = 0; i < T_COUNT; i++) {
         slot_offsets[i] = -1;
-        PyObject *descr = _PyType_Lookup(type, slot_strings[i]); /* borrowed */
-        if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        /* On the class, a slot's attribute is its member descriptor. */
+        PyObject *descr = PyObject_GetAttr((PyObject *)type, slot_strings[i]);
+        if (descr == NULL) {
+            PyErr_Clear(); /* not a slot here: set as an attribute */
+            continue;
+        }
+        if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
             PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
             if (member->type == T_OBJECT_EX && !(member->flags & READONLY)) {
                 slot_offsets[i] = member->offset;
             }
         }
+        Py_DECREF(descr);
     }
     Py_XINCREF(type);
     Py_XSETREF(offsets_for, type);
