@@ -34,7 +34,10 @@ class OutputFormat(StrEnum):
     github = "github"
 
 
-app = typer.Typer(
+# The language commands, defined here; the others (store, web, mail, worker…) are registered onto
+# the same app when a command needs them (`__getattr__`, `main`): `flowbuilder lint` in CI starts
+# without importing the web server, the store and the mail stack.
+_app = typer.Typer(
     name="flowbuilder",
     help="Marketing-automation flows as text: lint, format, compile and draw .flow files.",
     no_args_is_help=True,
@@ -75,7 +78,7 @@ def _version(value: bool) -> None:
         raise typer.Exit(Exit.OK)
 
 
-@app.callback()
+@_app.callback()
 def main_options(
     version: Annotated[
         bool,
@@ -87,7 +90,7 @@ def main_options(
     """Marketing-automation flows as text."""
 
 
-@app.command()
+@_app.command()
 def lint(
     paths: PathsArg,
     output: Annotated[
@@ -118,7 +121,7 @@ def lint(
     raise typer.Exit(Exit.PROBLEMS if result.diagnostics else Exit.OK)
 
 
-@app.command()
+@_app.command()
 def fmt(
     paths: PathsArg,
     check: Annotated[
@@ -167,7 +170,7 @@ def fmt(
         raise typer.Exit(Exit.PROBLEMS)
 
 
-@app.command(name="compile")
+@_app.command(name="compile")
 def compile_command(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="Files or folders of one workspace.")
@@ -204,7 +207,7 @@ def compile_command(
     sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
 
 
-@app.command()
+@_app.command()
 def graph(
     paths: PathsArg,
     flow: Annotated[
@@ -230,7 +233,7 @@ def graph(
     sys.stdout.write(mermaid(ws.flows[flow]))
 
 
-@app.command()
+@_app.command()
 def report(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="Workspace folders (default: examples).")
@@ -245,20 +248,40 @@ def report(
     raise typer.Exit(Exit.OK if ok else Exit.PROBLEMS)
 
 
+CORE_COMMANDS = frozenset({"lint", "fmt", "compile", "graph", "report"})
+
+
 def main() -> None:
-    app()
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    if not words or words[0] not in CORE_COMMANDS:
+        _register_more_commands()
+    _app()
 
 
-def _register_more_commands() -> None:
-    from flowbuilder import cli_lsp, cli_mail, cli_pulse, cli_sim, cli_store, cli_web, cli_worker
-
-    cli_store.register(app)
-    cli_sim.register(app)
-    cli_web.register(app)
-    cli_lsp.register(app)
-    cli_mail.register(app)
-    cli_pulse.register(app)
-    cli_worker.register(app)
+_registered = False
 
 
-_register_more_commands()
+def _register_more_commands() -> typer.Typer:
+    global _registered
+    if not _registered:
+        from flowbuilder import (
+            cli_lsp,
+            cli_mail,
+            cli_pulse,
+            cli_sim,
+            cli_store,
+            cli_web,
+            cli_worker,
+        )
+
+        for module in (cli_store, cli_sim, cli_web, cli_lsp, cli_mail, cli_pulse, cli_worker):
+            module.register(_app)
+        _registered = True
+    return _app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`flowbuilder.cli.app`: the app with every command (tests, docs generation)."""
+    if name == "app":
+        return _register_more_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

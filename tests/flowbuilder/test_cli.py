@@ -201,3 +201,33 @@ def test_the_cli_reference_in_the_docs_is_generated_from_the_cli() -> None:
     from flowbuilder.docgen import DOC, render
 
     assert DOC.read_text() == render(), "regenerate it: python -m flowbuilder.docgen"
+
+
+_STARTED = """
+import sys
+sys.argv = ["flowbuilder", *sys.argv[1:]]
+from flowbuilder.cli import main
+try:
+    main()
+except SystemExit as done:
+    code = done.code
+print("EXIT", code, "WEB" if "flowbuilder.cli_web" in sys.modules else "NO-WEB")
+"""
+
+
+def _start(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", _STARTED, *args], capture_output=True, text=True, cwd=ROOT
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_language_command_starts_without_the_server_and_store_commands() -> None:
+    assert _start("lint", str(ROOT / "examples" / "acme")) == "EXIT 0 NO-WEB"
+    assert _start("graph", "--help") == "EXIT 0 NO-WEB"
+
+
+def test_every_other_command_is_there_when_asked_for() -> None:
+    assert _start("serve", "--help") == "EXIT 0 WEB"
+    assert _start("--help") == "EXIT 0 WEB"
+    assert "serve" in [c.callback.__name__ for c in app.registered_commands if c.callback]
