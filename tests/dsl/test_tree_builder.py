@@ -102,6 +102,9 @@ def test_a_parser_loaded_from_lark_s_cache_builds_the_same_trees(tmp_path: Path)
         "flow f {\n  a: end ' oops\n}\n",  # a character no pattern matches: Lark's lexer decides
         "flow f {\n  a: wait 1d\n  b: end\n",  # the end of the text where `}` is expected
         "flow f {\n  a: wait wait\n}\n",  # a token the parse table has no action for
+        # text of every width (1, 2 and 4 bytes a character) and Windows line ends
+        'flow f "환영 👋" {  # 주석 🎉\r\n  # 🎉\r\n  a: wait 1d\r\n  b: end  # é\r\n}\r\n',
+        'flow f "👋" {\n  a: wait 1d 🎉\n}\n',
     ],
 )
 def test_the_fused_parser_loop_ends_and_fails_as_lark_s_does(text: str) -> None:
