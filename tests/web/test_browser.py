@@ -249,6 +249,8 @@ def test_the_same_rename_with_the_keyboard_in_the_outline(page: Page) -> None:
     page.locator("#tab-outline").focus()
     page.keyboard.press("ArrowLeft")
     expect(node(page, "first_touch")).to_be_visible()
+    # The canvas was redrawn while hidden behind the outline; back in view, its edges are whole.
+    assert page.evaluate(EDGES_MISSING_THEIR_PORTS) == []
 
 
 def test_publish_shows_the_impact_preview_then_publishes(page: Page) -> None:
@@ -318,6 +320,70 @@ def test_a_stale_canvas_shows_a_conflict_and_reloads(
     expect(page.locator("#conflict")).to_contain_text("changed since you loaded it")
     expect(node(page, "changed_elsewhere")).to_be_visible()
     expect(node(page, "pause")).to_have_count(0)
+
+
+# Where each edge's curve starts and ends, against the centres of the dots it joins, in screen
+# pixels: a list of the edges that miss their ports by more than a pixel.
+EDGES_MISSING_THEIR_PORTS = """() => {
+  const pre = document.querySelector('#canvas .drawflow');
+  const box = pre.getBoundingClientRect();
+  const zoom = window.flowEditor && box.width / pre.offsetWidth;
+  const centre = (el) => { const r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; };
+  const wrong = [];
+  pre.querySelectorAll('svg.connection').forEach((svg) => {
+    const [, into, from, output, input] = svg.classList;
+    const d = (svg.firstElementChild.getAttribute('d') || '').trim().split(/[\\s,MC]+/).filter(Boolean).map(Number);
+    if (d.length !== 8) { wrong.push(svg.getAttribute('class') + ': no curve'); return; }
+    const ends = [[d[0], d[1]], [d[6], d[7]]].map(([x, y]) => [box.x + x * zoom, box.y + y * zoom]);
+    const ports = [
+      centre(document.getElementById(from.slice(9)).querySelector('.outputs .' + output)),
+      centre(document.getElementById(into.slice(8)).querySelector('.inputs .' + input)),
+    ];
+    ends.forEach((e, i) => {
+      if (Math.abs(e[0] - ports[i][0]) > 1 || Math.abs(e[1] - ports[i][1]) > 1) {
+        wrong.push(svg.getAttribute('class') + ` ${i ? 'ends' : 'starts'} at ${e} not ${ports[i]}`);
+      }
+    });
+  });
+  return wrong;
+}"""
+
+
+def test_every_edge_joins_its_ports_when_the_flow_opens_and_while_a_step_is_dragged(
+    page: Page,
+) -> None:
+    open_editor(page, "welcome")
+    # The metrics line makes each step taller, moving its exits: the edges follow.
+    expect(page.locator(".node-metrics").first).to_be_visible()
+    assert page.locator("svg.connection").count() >= 14
+    assert page.evaluate(EDGES_MISSING_THEIR_PORTS) == []
+    # The canvas draws its edges in one pass when it is built; dragging a step is Drawflow's own
+    # redrawing, which must still move the edges with the step before it is dropped.
+    box = node(page, "guide").locator(".node-name").bounding_box()
+    assert box
+    page.mouse.move(box["x"] + 20, box["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 140, box["y"] + 65, steps=8)
+    assert page.evaluate(EDGES_MISSING_THEIR_PORTS) == []
+    page.mouse.up()
+    wait_for_text(page, r"^    guide: -?\d+, -?\d+$")
+    assert page.evaluate(EDGES_MISSING_THEIR_PORTS) == []
+
+
+def test_auto_arrange_saves_the_picture_the_canvas_shows(page: Page) -> None:
+    open_editor(page, "cart_abandonment")
+    assert "layout {" not in text(page)
+    where = (
+        "() => [...document.querySelectorAll('.drawflow-node')]"
+        ".map(n => [n.textContent.trim().replace(/\\s+/g, ' '), n.style.left, n.style.top])"
+    )
+    before = page.evaluate(where)
+    page.get_by_role("button", name="Auto-arrange").click()
+    expect(page.locator("#notice")).to_contain_text("Arranged")
+    steps = re.findall(r"^  (\w+):", text(page), re.M)
+    assert all(re.search(rf"^    {s}: -?\d+, -?\d+$", text(page), re.M) for s in steps)
+    # Every step now has its saved position and no automatic layout is made: the same picture.
+    assert page.evaluate(where) == before
 
 
 PAGES = [

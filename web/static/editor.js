@@ -116,8 +116,17 @@
   }
 
   // dagre lays the graph out top to bottom, in the order of the text: the same flow always gets
-  // the same picture.
+  // the same picture. The picture depends only on the steps and where their ports lead, so the
+  // last one is kept: showing metrics or a simulated path, or a change of a step's properties,
+  // redraws the canvas without laying a big flow out again.
+  let lastLayout = { key: null, out: null };
   function autoLayout(model) {
+    const key = JSON.stringify([model.start, model.nodes.map((n) => [n.name, n.ports.map((p) => p.target)])]);
+    if (lastLayout.key !== key) lastLayout = { key, out: layOut(model) };
+    return lastLayout.out;
+  }
+
+  function layOut(model) {
     const g = new dagre.graphlib.Graph({ multigraph: true });
     g.setGraph({ rankdir: "TB", nodesep: 40, ranksep: 60, marginx: 0, marginy: 0 });
     g.setDefaultEdgeLabel(() => ({}));
@@ -143,9 +152,10 @@
   }
 
   function positions(model) {
-    const auto = autoLayout(model);
+    // A flow whose layout block places every step needs no automatic layout.
+    const auto = model.nodes.every((n) => n.position) ? {} : autoLayout(model);
     const out = {};
-    model.nodes.forEach((n) => (out[n.name] = n.position ? n.position.slice() : auto[n.name]));
+    model.nodes.forEach((n) => (out[n.name] = (n.position || auto[n.name]).slice()));
     const first = model.start ? out[model.start] : [0, 0];
     out[START] = [first[0], first[1] - 110];
     return out;
@@ -174,19 +184,57 @@
         state.ids[n.name] = id;
         state.names[id] = n.name;
       });
-      if (model.start) editor.addConnection(start, state.ids[model.start], "output_1", "input_1");
-      model.nodes.forEach((n) => {
-        n.ports.forEach((p, i) => {
-          if (p.target && state.ids[p.target] !== undefined) {
-            editor.addConnection(state.ids[n.name], state.ids[p.target], `output_${i + 1}`, "input_1");
-          }
+      // Drawflow redraws every edge of both ends each time it adds one, reading port positions
+      // (a fresh layout of the page each time) and searching the whole canvas for the node's
+      // edges: on a 300-step flow that was most of the time the editor took to open. The edges are
+      // added without being drawn, then drawn all at once.
+      editor.updateConnectionNodes = () => {};
+      try {
+        if (model.start) editor.addConnection(start, state.ids[model.start], "output_1", "input_1");
+        model.nodes.forEach((n) => {
+          n.ports.forEach((p, i) => {
+            if (p.target && state.ids[p.target] !== undefined) {
+              editor.addConnection(state.ids[n.name], state.ids[p.target], `output_${i + 1}`, "input_1");
+            }
+          });
         });
-      });
+      } finally {
+        delete editor.updateConnectionNodes; // Drawflow's own again, for dragging a step
+      }
+      drawEdges();
       decorate();
       if (!state.fitted) fit(pos);
     } finally {
       state.rendering = false;
     }
+  }
+
+  // Every edge's curve from the centre of its port to the centre of its target's input, as
+  // Drawflow's updateConnectionNodes draws it, but with every position read before any curve is
+  // written, so the browser lays the canvas out once instead of once per edge.
+  function drawEdges() {
+    const pre = editor.precanvas;
+    const box = pre.getBoundingClientRect();
+    const zx = pre.clientWidth / (pre.clientWidth * editor.zoom) || 0;
+    const zy = pre.clientHeight / (pre.clientHeight * editor.zoom) || 0;
+    const seen = {};
+    const centre = (nodeId, cls) => {
+      const key = `${nodeId} ${cls}`;
+      if (!(key in seen)) {
+        const port = document.getElementById(nodeId).querySelector(`.${cls}`);
+        const r = port.getBoundingClientRect();
+        seen[key] = [port.offsetWidth / 2 + (r.x - box.x) * zx, port.offsetHeight / 2 + (r.y - box.y) * zy];
+      }
+      return seen[key];
+    };
+    const curves = [];
+    pre.querySelectorAll(":scope > svg.connection").forEach((svg) => {
+      const [, into, from, output, input] = svg.classList;
+      const [sx, sy] = centre(from.slice("node_out_".length), output);
+      const [ex, ey] = centre(into.slice("node_in_".length), input);
+      curves.push([svg.firstElementChild, editor.createCurvature(sx, sy, ex, ey, editor.curvature, "openclose")]);
+    });
+    curves.forEach(([path, d]) => path.setAttributeNS(null, "d", d));
   }
 
   // The first picture shows the whole flow: zoom out (not below 80%; drag the background to pan) until it fits.
@@ -664,6 +712,9 @@
       views[i].hidden = i !== index;
     });
     if (index === 1) htmx.trigger("#outline-view", "load-outline");
+    // A change made in the outline redraws the canvas while it is hidden, where no port has a
+    // position and every edge collapses to a point: draw them again now that they can be placed.
+    if (index === 0 && state.model) drawEdges();
   }
   tabs.forEach((tab, i) => {
     tab.addEventListener("click", () => showTab(i));
@@ -796,5 +847,8 @@
 
   // ------------------------------------------------------------------ start
 
-  load().then(loadMetrics);
+  // The step metrics are asked for with the model, not after it: when they come first (they are
+  // quick to count) the canvas is drawn once, with them, instead of a second time when they come.
+  loadMetrics();
+  load();
 })();
