@@ -3,7 +3,9 @@
 A lead is named by email: `traits.email`, `context.traits.email`, or a `userId` that is an email
 address. A track's event name becomes an event type in snake case (`Order Completed` →
 `order_completed`). `messageId` makes every call idempotent: a call whose id was already stored is
-counted as a duplicate and changes nothing. A batch is checked whole before anything is stored.
+counted as a duplicate and changes nothing. A batch is checked whole before anything is stored,
+then stored in one transaction: all of its new calls, or (on an error) none. Concurrent requests
+are stored side by side; a messageId that another request stores first counts as a duplicate.
 
     >>> event_type("Order Completed")
     'order_completed'
@@ -12,24 +14,33 @@ counted as a duplicate and changes nothing. A batch is checked whole before anyt
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
+from sqlalchemy import Table, select, text, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
-from flowbuilder.intake import EventIn, LeadIn, check_timezone, normalize_email
-from flowbuilder.store.ingest import record_events, upsert_leads
+from flowbuilder.intake import LeadIn, check_timezone, normalize_email
+from flowbuilder.store.bulk import among, insert_new, lookup
+from flowbuilder.store.ingest import upsert_leads
 from flowbuilder.store.schema import Event as EventRow
+from flowbuilder.store.schema import Lead
+from flowbuilder.wakeups import EVENTS, notify
 
 _NOT_WORD = re.compile(r"[^a-z0-9_.\-]+")
+_EVENT_START = re.compile(r"[a-z_]")
 BUILT_IN_TRAITS = ("email", "timezone", "account", "stage")
 
 
+@lru_cache(maxsize=4096)
 def event_type(name: str) -> str:
+    """The event type of a track call's event name (cached: a workspace's events have a few
+    names, and every call of a batch needs its type more than once)."""
     return _NOT_WORD.sub("_", name.strip().lower()).strip("_")
 
 
@@ -74,10 +85,17 @@ class _Call(BaseModel):
             if candidate:
                 return candidate
         if self.userId and "@" in self.userId:
-            try:
-                return normalize_email(self.userId)
-            except ValueError:
-                return None
+            return _user_id_email(self.userId)
+        return None
+
+
+@lru_cache(maxsize=4096)
+def _user_id_email(user_id: str) -> str | None:
+    """The address a userId names, or None. Cached: `parse` checks every call's lead and `store`
+    looks it up again, and a site's calls come from the same users again and again."""
+    try:
+        return normalize_email(user_id)
+    except ValueError:
         return None
 
 
@@ -98,7 +116,7 @@ class Track(_Call):
     @field_validator("event")
     @classmethod
     def _event(cls, v: str) -> str:
-        if not event_type(v) or not re.match(r"^[a-z_]", event_type(v)):
+        if not _EVENT_START.match(event_type(v)):
             raise ValueError(f"'{v}' is not an event name; start it with a letter")
         return v
 
@@ -177,65 +195,151 @@ class Stored:
     leads: list[str] = field(default_factory=list)
 
 
+# The columns of an event the API stores, in the order `store` builds its rows.
+EVENT_COLUMNS = (
+    "lead_id",
+    "type",
+    "at",
+    "properties",
+    "machine",
+    "idempotency_key",
+    "received_at",
+    "pending",
+)
+
+
 def store(conn: Connection, calls: Sequence[Identify | Track], now: datetime) -> Stored:
     """Store checked calls: identify updates the lead, track records the event; a messageId seen
-    before is skipped."""
-    keys = [f"segment:{c.messageId}" for c in calls]
-    seen = set(
-        conn.execute(
-            select(EventRow.idempotency_key).where(EventRow.idempotency_key.in_(keys))
-        ).scalars()
-    )
+    before (stored earlier, or earlier in the same batch) is skipped and changes nothing.
+
+    The events of a batch go in as one statement that skips the keys stored already, so a batch
+    of calls for known leads costs one query for the leads and one insert. A repeat is looked up
+    beforehand only where storing it would change something first: an identify (it updates its
+    lead) and a call that names a lead not yet known (it would create the lead)."""
     result = Stored()
-    events: list[EventIn] = []
-    for call, key in zip(calls, keys, strict=True):
-        if key in seen:
+    fresh: dict[str, tuple[Identify | Track, str]] = {}  # idempotency key → (call, lead email)
+    for call in calls:
+        key = f"segment:{call.messageId}"
+        if key in fresh:
             result.duplicates += 1
             continue
-        seen.add(key)
+        email = call.email(call.traits if isinstance(call, Identify) else None)
+        assert email is not None  # `parse` refused calls without one
+        fresh[key] = (call, email)
+    identifies = [k for k, (c, _) in fresh.items() if isinstance(c, Identify)]
+    locked = bool(identifies)
+    if identifies:
+        _lock_leads(conn)
+        result.duplicates += _drop_stored(conn, fresh, identifies)
+        for call, email in fresh.values():
+            if isinstance(call, Identify):
+                extra = dict(call.traits.model_extra or {})
+                upsert_leads(
+                    conn,
+                    [
+                        LeadIn(
+                            email=email,
+                            attributes={k: v for k, v in extra.items() if k not in BUILT_IN_TRAITS},
+                            timezone=extra.get("timezone"),
+                            account=extra.get("account"),
+                            stage=extra.get("stage"),
+                        )
+                    ],
+                    now,
+                )
+    ids = _lead_ids(conn, {email for _, email in fresh.values()})
+    unknown = [k for k, (_, email) in fresh.items() if email not in ids]
+    if unknown and not locked:
+        # A request that held the lock may have created some of them meanwhile.
+        _lock_leads(conn)
+        ids.update(_lead_ids(conn, {fresh[k][1] for k in unknown}))
+        unknown = [k for k in unknown if fresh[k][1] not in ids]
+    if unknown:
+        result.duplicates += _drop_stored(conn, fresh, unknown)
+        new = sorted({fresh[k][1] for k in unknown if k in fresh})
+        if new:
+            # An event names its lead by email, and one not known yet is created (as
+            # `record_events` does for every event source).
+            upsert_leads(conn, [LeadIn(email=e) for e in new], now)
+            ids.update(_lead_ids(conn, new))
+    rows = []
+    unsubscribing: dict[str, int] = {}  # key → lead of an `unsubscribe` event
+    for key, (call, email) in fresh.items():
         if isinstance(call, Identify):
-            email = call.email(call.traits)
-            assert email is not None
-            extra = dict(call.traits.model_extra or {})
-            upsert_leads(
-                conn,
-                [
-                    LeadIn(
-                        email=email,
-                        attributes={k: v for k, v in extra.items() if k not in BUILT_IN_TRAITS},
-                        timezone=extra.get("timezone"),
-                        account=extra.get("account"),
-                        stage=extra.get("stage"),
-                    )
-                ],
-                now,
-            )
-            events.append(
-                EventIn(
-                    type="identify",
-                    email=email,
-                    at=call.timestamp or now,
-                    properties={"traits": extra},
-                    idempotency_key=key,
-                )
-            )
+            type_, properties = "identify", {"traits": dict(call.traits.model_extra or {})}
         else:
-            email = call.email()
-            assert email is not None
-            events.append(
-                EventIn(
-                    type=event_type(call.event),
-                    email=email,
-                    at=call.timestamp or now,
-                    properties=call.properties,
-                    idempotency_key=key,
-                )
-            )
-        result.leads.append(email)
-    written = record_events(conn, events, now)
-    result.stored = written.stored
-    result.duplicates += written.duplicates
+            type_, properties = event_type(call.event), call.properties
+            if type_ == "unsubscribe":
+                unsubscribing[key] = ids[email]
+        rows.append((ids[email], type_, call.timestamp or now, properties, False, key, now, True))
+    table: Table = EventRow.__table__  # type: ignore[assignment]
+    stored = set(insert_new(conn, table, EVENT_COLUMNS, rows, "idempotency_key"))
+    result.stored = len(stored)
+    # A key another request stored meanwhile is a repeat too: the insert skipped it.
+    result.duplicates += len(fresh) - len(stored)
+    result.leads = [email for key, (_, email) in fresh.items() if key in stored]
+    unsubscribed = {lead for key, lead in unsubscribing.items() if key in stored}
+    if unsubscribed:
+        # An `unsubscribe` event unsubscribes its lead, from any source (`record_events`).
+        conn.execute(
+            update(Lead)
+            .where(Lead.id.in_(sorted(unsubscribed)))
+            .values(unsubscribed=True, updated_at=now)
+        )
+    if stored:
+        notify(conn, EVENTS)  # idle workers match the new events at once (flowbuilder.wakeups)
     return result
+
+
+# PostgreSQL's answer when two transactions wait on each other (two requests storing the same
+# messageIds in different orders) or cannot be ordered: the transaction is rolled back whole and
+# may simply be run again.
+RETRIED_STATES = frozenset({"40P01", "40001"})
+ATTEMPTS = 3
+
+
+def store_batch(engine: Engine, calls: Sequence[Identify | Track], now: datetime) -> Stored:
+    """`store` in a transaction of its own, run again (up to `ATTEMPTS` times) when PostgreSQL
+    rolled it back for a deadlock or a serialization failure: the batch is stored whole once,
+    and its repeats are counted as such, instead of the request failing."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with engine.begin() as conn:
+                return store(conn, calls, now)
+        except DBAPIError as e:
+            if getattr(e.orig, "sqlstate", None) not in RETRIED_STATES or attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+_LOCK_LEADS = text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || :what))")
+
+
+def _lock_leads(conn: Connection) -> None:
+    """Take turns, until the transaction ends, with the other API requests that create or update
+    leads: requests are stored side by side, and two that both create the same new lead, or both
+    merge attributes into the same lead, must not interleave. (SQLite has one writer at a time.)"""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_LEADS, {"what": ".api-leads"})
+
+
+def _drop_stored(
+    conn: Connection, fresh: dict[str, tuple[Identify | Track, str]], keys: list[str]
+) -> int:
+    """Drop from `fresh` the calls among `keys` whose idempotency key is stored already; returns
+    how many."""
+    stored = conn.execute(
+        select(EventRow.idempotency_key).where(among(conn, EventRow.idempotency_key, keys))
+    ).scalars()
+    dropped = 0
+    for key in stored:
+        if key is not None and fresh.pop(key, None) is not None:
+            dropped += 1
+    return dropped
+
+
+def _lead_ids(conn: Connection, emails: Collection[str]) -> dict[str, int]:
+    return lookup(conn, Lead.__table__, "email", "id", emails)  # type: ignore[arg-type]
 
 
 def schemas() -> dict[str, Any]:

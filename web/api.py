@@ -15,6 +15,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -62,9 +64,18 @@ async def _call(request: Request, kind: str) -> Response:
         response = _error(429, "too many calls with this key; slow down")
         response.headers["retry-after"] = str(limit.retry_after(key[:16]))
         return response
-    if check_api_key(request.app.state.engine, key, now) is None:
+    # The store's work runs in worker threads: while one request waits for the database, the
+    # event loop reads and answers the others (the calls of concurrent requests are stored side
+    # by side; `intake_api.store` keeps each messageId stored once).
+    engine = request.app.state.engine
+    if await run_in_threadpool(check_api_key, engine, key, now) is None:
         return _error(401, "the API key is unknown or was revoked")
     raw = await request.body()
+    return await run_in_threadpool(_take, engine, kind, raw, now)
+
+
+def _take(engine: Engine, kind: str, raw: bytes, now: datetime) -> Response:
+    """Check the body and store its calls, in one transaction."""
     if len(raw) > MAX_BODY:
         return _error(413, f"the body has {len(raw)} bytes; at most {MAX_BODY}")
     try:
@@ -75,8 +86,7 @@ async def _call(request: Request, kind: str) -> Response:
         calls = intake_api.parse(kind, data)
     except intake_api.PayloadError as e:
         return _error(422, f"nothing was stored: {e}", e.problems)
-    with request.app.state.engine.begin() as conn:
-        stored = intake_api.store(conn, calls, now)
+    stored = intake_api.store_batch(engine, calls, now)
     return JSONResponse({"success": True, "stored": stored.stored, "duplicates": stored.duplicates})
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
@@ -153,6 +154,92 @@ def insert_converted(
     if rows:
         sql, _ = _plan(table, conn.dialect.name, columns, None, ignore_conflicts)
         conn.exec_driver_sql(sql, list(rows))
+
+
+def insert_new(
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    key: str,
+) -> list[Any]:
+    """INSERT rows given as tuples of plain values in `columns` order (aware datetimes, JSON as
+    Python values) in one statement, skipping each row whose unique key exists already (stored
+    before, or by a transaction that commits first); returns the `key` of each row inserted.
+
+    One statement instead of one a row: an API batch is one round trip. On PostgreSQL the rows go
+    as one JSON document (`json_to_recordset`): orjson writes it in one call where the driver
+    would convert every value on its own, and the statement's text is the same for any number of
+    rows, so it is prepared once. On SQLite it is a multi-row VALUES."""
+    if not rows:
+        return []
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        sql = _insert_new_sql(table, dialect, columns, key, 0)
+        document = orjson.dumps([dict(zip(columns, row, strict=True)) for row in rows]).decode()
+        return [k for (k,) in conn.exec_driver_sql(sql, (document,)).fetchall()]
+    convert = [(i, f) for i, c in enumerate(columns) if (f := _converter(table.c[c].type, dialect))]
+    out: list[Any] = []
+    per_statement = _SQLITE_PARAMETERS // len(columns)
+    for start in range(0, len(rows), per_statement):
+        part = rows[start : start + per_statement]
+        values: list[Any] = []
+        for row in part:
+            converted = list(row)
+            for i, f in convert:
+                converted[i] = f(converted[i])
+            values.extend(converted)
+        sql = _insert_new_sql(table, dialect, columns, key, len(part))
+        out.extend(k for (k,) in conn.exec_driver_sql(sql, tuple(values)).fetchall())
+    return out
+
+
+def lookup(
+    conn: Connection, table: Table, key: str, value: str, keys: Collection[Any]
+) -> dict[Any, Any]:
+    """The `value` of each row of `table` whose `key` is among `keys` (a unique column), in one
+    statement with the keys as one JSON document: a hundred keys cost the driver one value to
+    convert, and the rows come back as plain tuples."""
+    if not keys:
+        return {}
+    sql = _lookup_sql(table, conn.dialect.name, key, value)
+    found = conn.exec_driver_sql(sql, (orjson.dumps(sorted(keys)).decode(),))
+    return dict(found.fetchall())
+
+
+@lru_cache(maxsize=64)
+def _lookup_sql(table: Table, dialect: str, key: str, value: str) -> str:
+    if dialect == "postgresql":
+        given = f"SELECT CAST(k AS {_base_type(table, key)}) FROM json_array_elements_text(%s::json) AS k"
+    else:
+        given = "SELECT value FROM json_each(?)"
+    return f"SELECT {key}, {value} FROM {table.name} WHERE {key} IN ({given})"
+
+
+def _base_type(table: Table, column: str) -> str:
+    """The PostgreSQL type of a column as a value is cast to it: texts as `text`, since a cast to
+    `varchar(n)` would cut a longer one short where an insert refuses it."""
+    if isinstance(table.c[column].type, String):
+        return "text"
+    return str(table.c[column].type.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+
+
+# The most parameters one SQLite statement takes: `insert_new` splits its rows to stay under it.
+_SQLITE_PARAMETERS = 32_766
+
+
+@lru_cache(maxsize=64)
+def _insert_new_sql(
+    table: Table, dialect: str, columns: tuple[str, ...], key: str, count: int
+) -> str:
+    names = ", ".join(columns)
+    if dialect == "postgresql":
+        types = ", ".join(f"{c} {_base_type(table, c)}" for c in columns)
+        values = f"SELECT {names} FROM json_to_recordset(%s::json) AS r({types})"
+    else:
+        row = f"({', '.join('?' for _ in columns)})"
+        values = "VALUES " + ", ".join([row] * count)
+    return f"INSERT INTO {table.name} ({names}) {values} ON CONFLICT DO NOTHING RETURNING {key}"
 
 
 def update_converted(
