@@ -83,6 +83,7 @@ from flowbuilder.mail.smtp import Dropped, NeedsSmtpUtf8, Outcome, Refused, Sess
 from flowbuilder.mail.templates import TemplateSet
 from flowbuilder.store.bulk import among
 from flowbuilder.store.db import reading
+from flowbuilder.store.facts import LEAD_COLUMNS
 from flowbuilder.store.published import current
 from flowbuilder.store.schema import FlowVersion, Lead, Membership, Preference, Suppression
 from flowbuilder.store.schema import Outbox as OutboxRow
@@ -117,19 +118,6 @@ class _Preference(NamedTuple):
     lead_id: int
     topics_off: list[Any] | None
     frequency: str
-
-
-_LEAD_COLUMNS = (
-    Lead.id,
-    Lead.email,
-    Lead.attributes,
-    Lead.stage,
-    Lead.score,
-    Lead.tags,
-    Lead.timezone,
-    Lead.account,
-    Lead.unsubscribed,
-)
 
 
 def utcnow() -> datetime:
@@ -764,7 +752,7 @@ class Sender:
             ids = sorted({r.lead_id for r in rows})
             leads = {
                 x[0]: _Lead(*x)
-                for x in conn.execute(select(*_LEAD_COLUMNS).where(among(conn, Lead.id, ids)))
+                for x in conn.execute(select(*LEAD_COLUMNS).where(among(conn, Lead.id, ids)))
             }
             emails = sorted(x.email for x in leads.values())
             suppressed = (

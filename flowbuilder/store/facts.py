@@ -39,6 +39,21 @@ _EVENT_COLUMNS = (
 )
 
 
+# What decisions and the send-time checks read of a lead, in this order (the sender reads rows
+# positionally).
+LEAD_COLUMNS = (
+    Lead.id,
+    Lead.email,
+    Lead.attributes,
+    Lead.stage,
+    Lead.score,
+    Lead.tags,
+    Lead.timezone,
+    Lead.account,
+    Lead.unsubscribed,
+)
+
+
 def load_facts(
     conn: Connection,
     lead_ids: Collection[int],
@@ -62,19 +77,7 @@ def load_facts(
     if not lead_ids:
         return {}
     ids = sorted(set(lead_ids))
-    leads = conn.execute(
-        select(
-            Lead.id,
-            Lead.email,
-            Lead.attributes,
-            Lead.stage,
-            Lead.score,
-            Lead.tags,
-            Lead.timezone,
-            Lead.account,
-            Lead.unsubscribed,
-        ).where(among(conn, Lead.id, ids))
-    ).all()
+    leads = conn.execute(select(*LEAD_COLUMNS).where(among(conn, Lead.id, ids))).all()
     events: dict[int, list[Event]] = defaultdict(list)
     whole = [i for i in ids if i not in history_of] if history_of else ids
     query = select(*_EVENT_COLUMNS).where(among(conn, EventRow.lead_id, whole))
