@@ -102,6 +102,19 @@ count_newlines(PyObject *text, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t *af
     return count;
 }
 
+/* list.append(item) of a new reference, which is given up either way; -1 when item is NULL
+   (its error set) or the append failed. */
+static int
+push_new(PyObject *list, PyObject *item)
+{
+    if (item == NULL) {
+        return -1;
+    }
+    int result = PyList_Append(list, item);
+    Py_DECREF(item);
+    return result;
+}
+
 /* actions[state][symbol], borrowed; NULL with an error set when there is none. */
 static PyObject *
 goto_state(PyObject *actions, PyObject *state, PyObject *symbol)
@@ -350,12 +363,10 @@ fused_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 else {
                     shifted = PyErr_Occurred() ? NULL : Py_NewRef(token);
                 }
-                if (shifted == NULL || PyList_Append(value_stack, shifted) < 0) {
-                    Py_XDECREF(shifted);
+                if (push_new(value_stack, shifted) < 0) {
                     failed = 1;
                     break;
                 }
-                Py_DECREF(shifted);
                 Py_INCREF(action);
                 Py_SETREF(state, action);
                 break;
@@ -415,12 +426,10 @@ fused_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_SETREF(state, next);
             PyObject *reduced = PyObject_CallOneArg(callback, children);
             Py_DECREF(children);
-            if (reduced == NULL || PyList_Append(value_stack, reduced) < 0) {
-                Py_XDECREF(reduced);
+            if (push_new(value_stack, reduced) < 0) {
                 failed = 1;
                 break;
             }
-            Py_DECREF(reduced);
         }
         Py_DECREF(type);
         if (status) {
