@@ -71,7 +71,7 @@ def print_rows(rows: list[Row], title: str) -> None:
             r.shown(r.seconds),
             r.reference,
             r.shown(r.reference_seconds),
-            f"{r.ratio:.1f}×",
+            f"{r.ratio:.2f}×" if r.ratio < 1 else f"{r.ratio:.1f}×",  # 0.75× is not 0.8×
             r.goal,
             "[green]yes[/]" if r.met else "[red]no[/]",
         )

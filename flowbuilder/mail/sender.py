@@ -51,6 +51,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import os
 import ssl
 import time
@@ -253,14 +254,18 @@ class _Batch:
 class _Journal:
     """Group commit of data marks and results: one transaction per round, whatever the number.
 
-    A mark a connection waits on is written within a millisecond; the mark of a connection's
-    next lot, made while the current one goes out, waits up to `patience` seconds for the
-    marks and results of the other connections to share its transaction."""
+    A mark is written within a millisecond, with the marks of the other connections that come
+    meanwhile, unless it says by when it is needed (`mark`'s `by`): the mark of a connection's
+    next lot, made while the current one goes out, waits for company until then, and at most
+    `patience` seconds. A mark a connection waits on (`hurry`) is written at once. Results wait
+    up to `patience` seconds for company."""
 
     engine: Engine
     clock: Callable[[], datetime] = utcnow
     patience: float = 0.01
     marks: list[tuple[list[tuple[int, str]], asyncio.Future[None]]] = field(default_factory=list)
+    due: float = math.inf  # the event loop's time of the next write
+    urgent: bool = False  # a connection waits on a mark
     writing: list[tuple[list[tuple[int, str]], asyncio.Future[None]]] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     suppress: dict[str, str] = field(default_factory=dict)
@@ -305,33 +310,43 @@ class _Journal:
         self.results.clear()
         self.suppress.clear()
 
-    def mark(self, rows: list[tuple[int, str]], *, now: bool = True) -> asyncio.Future[None]:
-        """Mark these rows (outbox id, Message-ID): the future is done once committed. Without
-        `now`, the mark may wait for company (`hurry` when it is waited on). Once the task has
-        died, the future fails with `JournalFailed`."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def mark(self, rows: list[tuple[int, str]], *, by: float | None = None) -> asyncio.Future[None]:
+        """Mark these rows (outbox id, Message-ID): the future is done once committed. With
+        `by`, a time of the event loop's clock, the mark may wait for company until then
+        (`hurry` when it is waited on sooner). Once the task has died, the future fails with
+        `JournalFailed`."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         if self.failure is not None:
             future.set_exception(JournalFailed(self.failure))
             return future
         self.marks.append((rows, future))
-        if now:
-            self.wake.set()
+        now = loop.time()
+        self._write_by(now if by is None else min(by, now + self.patience))
         return future
 
     def hurry(self) -> None:
-        """A connection waits on a mark: write now."""
-        self.wake.set()
+        """A connection waits on a mark: write now, without waiting for company."""
+        self.urgent = True
+        self._write_by(-math.inf)
 
     def result(self, r: Result) -> None:
         if self.failure is not None:
             return  # never written: the row waits for its lease
         self.results.append(r)
         if len(self.results) >= 256:
-            self.wake.set()
+            self._write_by(-math.inf)
+        elif len(self.results) == 1:
+            self._write_by(asyncio.get_running_loop().time() + self.patience)
+
+    def _write_by(self, when: float) -> None:
+        if when < self.due:
+            self.due = when
+            self.wake.set()  # the task waits for a later time
 
     async def flush(self) -> None:
         while (self.marks or self.results) and self.failure is None:
-            self.wake.set()
+            self._write_by(-math.inf)
             await asyncio.sleep(0.001)
 
     async def close(self) -> None:
@@ -343,13 +358,20 @@ class _Journal:
             await asyncio.wait({self.task})  # a death while closing is `_ended`'s to report
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self.closing:
-            with contextlib.suppress(TimeoutError):
-                wait = self.patience if self.marks or self.results else 0.05
-                await asyncio.wait_for(self.wake.wait(), wait)
-            self.wake.clear()
-            # A millisecond gathers the marks of the other connections into the same commit.
-            await asyncio.sleep(0.001)
+            wait = self.due - loop.time()
+            if wait > 0:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), min(wait, 0.05))
+                if self.due > loop.time() and not self.closing:
+                    continue  # woken for an earlier time, or nothing to write yet
+            # A millisecond gathers the marks of the other connections into the same commit,
+            # unless a connection waits.
+            if not self.urgent:
+                await asyncio.sleep(0.001)
+            self.urgent, self.due = False, math.inf
             marks, self.marks = self.marks, []
             self.writing = marks  # failed by `_ended` if the task dies while they are written
             results, self.results = self.results, []
@@ -904,8 +926,11 @@ class Sender:
     # -- delivering ----------------------------------------------------------------------------
 
     async def _worker(self, n: int, run: _Run) -> None:
-        """One connection: mark a lot, and while it goes out, mark the next."""
+        """One connection: mark a lot, and while it goes out, mark the next — needed by when
+        half of the current lot has gone out, as long as the last lot took."""
         most = self.options.lot
+        loop = asyncio.get_running_loop()
+        took = 0.0  # how long the last lot took to go out
         lot = await run.take(most)
         marking = self._mark(lot, run) if lot else None
         while lot:
@@ -921,10 +946,12 @@ class Sender:
                     run.done(p, self._retry(p, f"cannot record the send in the store: {e}"))
                 lot = None
             following = run.take_now(most) if run.ready else []
-            ahead = self._mark(following, run, now=False) if following else None
+            start = loop.time()
+            ahead = self._mark(following, run, by=start + took / 2) if following else None
             if lot:
                 try:
                     await self._deliver(n, lot, run)
+                    took = loop.time() - start
                 except Exception as e:  # never lose a claimed row: report it as a retry
                     log.exception("delivery failed unexpectedly", extra={"action": "send"})
                     self._drop(n)
@@ -937,12 +964,14 @@ class Sender:
                 lot = await run.take(most)
                 marking = self._mark(lot, run) if lot else None
 
-    def _mark(self, lot: list[_Prepared], run: _Run, *, now: bool = True) -> asyncio.Future[None]:
+    def _mark(
+        self, lot: list[_Prepared], run: _Run, *, by: float | None = None
+    ) -> asyncio.Future[None]:
         rows = []
         for p in lot:
             assert p.out is not None
             rows.append((p.out.outbox_id, p.out.message_id))
-        return run.journal.mark(rows, now=now)
+        return run.journal.mark(rows, by=by)
 
     async def _connection(self, n: int) -> Session:
         session = self._connections[n]

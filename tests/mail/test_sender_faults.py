@@ -203,11 +203,11 @@ def test_a_connection_task_that_dies_ends_the_drain_and_its_rows_wait_for_their_
     ids = {name: transactional(store, name) for name in names}
     real_mark, real_deliver = Sender._mark, Sender._deliver
 
-    def mark(self: Sender, lot: list[Any], run: Any, *, now: bool = True) -> Any:
+    def mark(self: Sender, lot: list[Any], run: Any, *, by: float | None = None) -> Any:
         if not hasattr(run, "injected"):
             run.injected = True
             raise RuntimeError("injected failure")
-        return real_mark(self, lot, run, now=now)
+        return real_mark(self, lot, run, by=by)
 
     async def deliver(self: Sender, n: int, lot: list[Any], run: Any) -> None:
         if not hasattr(run, "injected"):
