@@ -2,7 +2,8 @@
 
 A lead is named by email: `traits.email`, `context.traits.email`, or a `userId` that is an email
 address. A track's event name becomes an event type in snake case (`Order Completed` →
-`order_completed`). `messageId` makes every call idempotent: a call whose id was already stored is
+`order_completed`); the types that only flowbuilder records (`open`, `delivery`,
+`goal.reached` …, `RECORDED`) are refused. `messageId` makes every call idempotent: a call whose id was already stored is
 counted as a duplicate and changes nothing. A batch is checked whole before anything is stored,
 then stored in one transaction: all of its new calls, or (on an error) none. Concurrent requests
 are stored side by side; a messageId that another request stores first counts as a duplicate.
@@ -25,6 +26,8 @@ from sqlalchemy import Table, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from dsl.functions import BUILTIN_EVENTS
+from flowbuilder.engine.facts import ENGINE_EVENTS
 from flowbuilder.intake import LeadIn, check_timezone, normalize_email
 from flowbuilder.store.bulk import among, insert_new, lookup
 from flowbuilder.store.ingest import upsert_leads
@@ -35,6 +38,11 @@ from flowbuilder.wakeups import EVENTS, notify
 _NOT_WORD = re.compile(r"[^a-z0-9_.\-]+")
 _EVENT_START = re.compile(r"[a-z_]")
 BUILT_IN_TRAITS = ("email", "timezone", "account", "stage")
+# Event types a track call may not claim: what happened to a message flowbuilder sent (a posted
+# `open` would count as an open of no message, a posted `delivery` in every report) and the
+# engine's own records. An `unsubscribe` is honoured from any source, and `form` and `view` may
+# come from another tool.
+RECORDED = (frozenset(BUILTIN_EVENTS) - {"unsubscribe", "form", "view"}) | ENGINE_EVENTS
 
 
 @lru_cache(maxsize=4096)
@@ -116,8 +124,14 @@ class Track(_Call):
     @field_validator("event")
     @classmethod
     def _event(cls, v: str) -> str:
-        if not _EVENT_START.match(event_type(v)):
+        kind = event_type(v)
+        if not _EVENT_START.match(kind):
             raise ValueError(f"'{v}' is not an event name; start it with a letter")
+        if kind in RECORDED:
+            raise ValueError(
+                f"'{v}' names an event flowbuilder records itself (`{kind}`); "
+                f"track yours under another name, such as '{kind}_external'"
+            )
         return v
 
 

@@ -17,24 +17,13 @@ from sqlalchemy.engine import Connection
 
 from dsl import ir
 from flowbuilder import flowtest
-from flowbuilder.engine.facts import Event
+from flowbuilder.engine.facts import ENGINE_EVENTS, Event
 from flowbuilder.scenario import ScenarioError
 from flowbuilder.simulate import Lead as SimLead
 from flowbuilder.simulate import Simulation, TraceLine
 from flowbuilder.store.schema import Event as EventRow
 from flowbuilder.store.schema import Lead, Membership
 
-ENGINE_EVENTS = {
-    "send",
-    "goal.reached",
-    "flow.moved",
-    "stage.changed",
-    "list.entered",
-    "list.left",
-    "suppressed",
-    "segment.entered",
-    "segment.left",
-}
 DAYS = 30
 
 

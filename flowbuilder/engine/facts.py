@@ -14,6 +14,22 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+# Event types the engine records as it moves leads (beside the email, form and document events
+# of `dsl.functions.BUILTIN_EVENTS`).
+ENGINE_EVENTS = frozenset(
+    {
+        "send",
+        "goal.reached",
+        "flow.moved",
+        "stage.changed",
+        "list.entered",
+        "list.left",
+        "suppressed",
+        "segment.entered",
+        "segment.left",
+    }
+)
+
 
 class Event(NamedTuple):
     """One fact: an open, a click, a reply, a form answer, a custom event posted by API …

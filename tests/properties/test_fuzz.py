@@ -258,7 +258,7 @@ VALID_CALL = st.fixed_dictionaries(
         "type": st.sampled_from(["identify", "track"]),
         "messageId": st.uuids().map(str),
         "userId": st.sampled_from(["ann@example.com", "BO@example.com", "cy@example.org"]),
-        "event": st.sampled_from(["Order Completed", "signed_up", "click"]),
+        "event": st.sampled_from(["Order Completed", "signed_up", "Link Clicked"]),
         "timestamp": st.sampled_from(["2026-03-03T10:00:00Z", "2026-03-03T10:00:00+09:00"]),
         "traits": st.fixed_dictionaries({"plan": st.sampled_from(["team", "free"])}),
         "properties": st.dictionaries(st.sampled_from(["amount", "url"]), JSON, max_size=2),

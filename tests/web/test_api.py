@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
+from flowbuilder.intake_api import event_type
 from flowbuilder.store.db import reading
 from flowbuilder.store.schema import Event, Lead
 from flowbuilder.users import add_api_key
@@ -102,6 +103,20 @@ def test_a_batch_is_stored_whole_or_not_at_all(site: Site, client: TestClient, k
             422,
             "timestamp",
         ),
+        (  # flowbuilder records opens itself
+            "/v1/track",
+            b'{"messageId": "1", "userId": "a@example.com", "event": "Open"}',
+            422,
+            "event",
+        ),
+        (
+            "/v1/batch",
+            b'{"batch": [{"type": "track", "messageId": "1", "userId": "a@example.com",'
+            b' "event": "order_completed"}, {"type": "track", "messageId": "2",'
+            b' "userId": "a@example.com", "event": "goal.reached"}]}',
+            422,
+            "batch.1.event",
+        ),
         (
             "/v1/identify",
             b'{"messageId": "1", "traits": {"email": "not an address"}}',
@@ -175,3 +190,17 @@ def test_the_openapi_document_describes_the_three_calls(client: TestClient) -> N
     schemas = doc["components"]["schemas"]
     assert {"Identify", "Track", "Batch", "Traits"} <= set(schemas)
     assert "messageId" in schemas["Track"]["required"]
+
+
+@pytest.mark.parametrize("event", ["open", "Delivery", "bounce", "stage.changed"])
+def test_a_track_call_cannot_claim_an_event_flowbuilder_records(
+    site: Site, client: TestClient, key: str, event: str
+) -> None:
+    before = events(site, event_type(event))
+    body = {"messageId": f"m-{event}", "userId": "a@example.com", "event": event}
+    response = client.post("/v1/track", json=body, headers=basic(key))
+    assert response.status_code == 422
+    [problem] = response.json()["problems"]
+    assert problem["field"] == "event"
+    assert "records itself" in problem["message"] and "_external" in problem["message"]
+    assert events(site, event_type(event)) == before
