@@ -926,8 +926,8 @@ class Sender:
     # -- delivering ----------------------------------------------------------------------------
 
     async def _worker(self, n: int, run: _Run) -> None:
-        """One connection: mark a lot, and while it goes out, mark the next — needed by when
-        half of the current lot has gone out, as long as the last lot took."""
+        """One connection: mark a lot, and while it goes out, mark the next — needed once half
+        of the current lot has gone out, reckoned by how long the last lot took."""
         most = self.options.lot
         loop = asyncio.get_running_loop()
         took = 0.0  # how long the last lot took to go out
