@@ -162,6 +162,7 @@ class Session(asyncio.Protocol):
         self._outcomes: list[Outcome] = []
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._lost: asyncio.Future[None] = self._loop.create_future()
 
     @classmethod
     def over(cls, smtp: aiosmtplib.SMTP, timeout: float) -> Session:
@@ -220,7 +221,8 @@ class Session(asyncio.Protocol):
         return waiter
 
     async def quit(self) -> None:
-        """QUIT, and close the connection."""
+        """QUIT, and close the connection: returns once it is closed (over TLS, once the
+        closing exchange is done), aborting it if that takes longer than `timeout`."""
         if self.is_open and self._waiter is None:
             self._messages, self._outcomes = (), []
             waiter = self._waiter = self._loop.create_future()
@@ -228,6 +230,12 @@ class Session(asyncio.Protocol):
             self._write(b"QUIT\r\n")
             await waiter
         self.close()
+        if self.transport is not None and not self._lost.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._lost), self.timeout)
+            except TimeoutError:
+                if self.transport is not None:
+                    self.transport.abort()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -351,3 +359,5 @@ class Session(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if not self._lost.done():
+            self._lost.set_result(None)

@@ -276,6 +276,32 @@ def test_the_sender_takes_over_sessions_opened_with_starttls_and_auth(
     assert sorted(e.rcpt_tos[0] for e in box.messages) == [f"r{i}@example.com" for i in range(3)]
 
 
+def test_quit_returns_once_a_tls_connection_is_closed(tls_files: tuple[Path, Path]) -> None:
+    """Closing a TLS connection takes an exchange with the server: `quit` waits for it, so no
+    socket is left open when the event loop ends."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*tls_files)
+    port = free_port()
+    controller = Controller(BoxHandler(Box()), hostname="127.0.0.1", port=port, tls_context=context)
+    controller.start()
+
+    async def go() -> tuple[bool, bool]:
+        client = ssl.create_default_context()
+        client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, tls_context=client)
+        await smtp.connect()  # STARTTLS, as the server offers it
+        s = Session.over(smtp, 5.0)
+        assert s.transport is not None and s.transport.get_extra_info("sslcontext") is not None
+        await s.quit()
+        return s.transport is None, s.is_open
+
+    try:
+        gone, still_open = asyncio.run(go())
+    finally:
+        controller.stop()
+    assert gone and not still_open
+
+
 def test_a_connection_lost_or_silent_at_data_is_dropped_before_the_message_went_out() -> None:
     """Before the 354 the payload has not left (RFC 5321 §3.3): such a drop is not `after_data`."""
 

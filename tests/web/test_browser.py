@@ -32,6 +32,10 @@ if not CHROMIUM.exists():
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+# A busy CI machine answers an edit in seconds where a quiet one takes milliseconds: what the page
+# should show gets 15 s to appear (Playwright's default is 5), so only a page that never shows it
+# fails.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture
