@@ -10,7 +10,6 @@ False
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -54,45 +53,3 @@ class Relay:
     @property
     def name(self) -> str:
         return f"{self.host}:{self.port}"
-
-
-class DomainBuckets:
-    """A token bucket per recipient domain, slowed down by temporary failures (4xx).
-
-    `reserve(domain)` takes a token and says how many seconds to wait for it; a 4xx halves the
-    domain's rate and pauses it, each success gives a little rate back."""
-
-    def __init__(self, rate: float, burst: float | None = None, clock: object = None) -> None:
-        self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, rate)
-        self._clock = time.monotonic
-        self._state: dict[str, list[float]] = {}  # domain → [tokens, updated, rate, paused_until]
-
-    def _get(self, domain: str) -> list[float]:
-        now = self._clock()
-        s = self._state.get(domain)
-        if s is None:
-            s = self._state[domain] = [self.burst, now, self.rate, 0.0]
-        tokens, updated, rate, _ = s
-        s[0] = min(self.burst, tokens + (now - updated) * rate)
-        s[1] = now
-        return s
-
-    def reserve(self, domain: str) -> float:
-        s = self._get(domain)
-        now = s[1]
-        wait = max(0.0, s[3] - now)
-        s[0] -= 1.0
-        if s[0] < 0:
-            wait = max(wait, -s[0] / s[2])
-        return wait
-
-    def slow_down(self, domain: str, seconds: float) -> None:
-        s = self._get(domain)
-        s[2] = max(self.rate / 64, s[2] / 2)
-        s[3] = max(s[3], s[1] + seconds)
-
-    def succeeded(self, domain: str) -> None:
-        s = self._state.get(domain)
-        if s is not None and s[2] < self.rate:
-            s[2] = min(self.rate, s[2] + self.rate / 20)

@@ -2,11 +2,12 @@
 
 One drain claims due email rows in batches, checks each at send time (`gate`), builds it
 (`message.Composer`) and hands it to one of `connections` SMTP sessions to the relay, paced per
-recipient domain:
+recipient domain (`pace`: a batch's slots are reserved in the store when it is claimed, so every
+sender of the store keeps to one rate per domain):
 
 - claiming and the reads of the send-time checks run in a worker thread (the database releases
-  the interpreter while it works); building runs on the event loop in slices of half a
-  millisecond, so the connections' replies are answered between messages instead of waiting for
+  the interpreter while it works); building runs on the event loop in slices of about one
+  message, so the connections' replies are answered between messages instead of waiting for
   a thread's turn;
 - RSA DKIM signatures are made in a worker thread, a slice's messages at a time: OpenSSL signs
   without holding the interpreter, so the loop goes on building and answering the relay;
@@ -76,8 +77,9 @@ from flowbuilder.mail.consent import Consent
 from flowbuilder.mail.gate import Recipient, judge
 from flowbuilder.mail.message import Composer, MailConfig, Outgoing, Spec
 from flowbuilder.mail.outbox import Claimed, Result, event_key, mail_event
+from flowbuilder.mail.pace import Pace, recipient_domain
 from flowbuilder.mail.personalize import LeadView
-from flowbuilder.mail.relay import DomainBuckets, Relay
+from flowbuilder.mail.relay import Relay
 from flowbuilder.mail.sandbox import RenderError
 from flowbuilder.mail.signing import DkimKey, DkimKeyError, Unsigned
 from flowbuilder.mail.smtp import Dropped, NeedsSmtpUtf8, Outcome, Refused, Session, payload
@@ -232,6 +234,7 @@ class _Prepared:
     consent_id: int | None = None
     basis: str = ""  # why it may be sent: the consent record relied on, or why none is needed
     domain: str = ""
+    slot: float = 0.0  # when its domain's pace lets it go (seconds since the epoch)
 
 
 @dataclass
@@ -248,6 +251,11 @@ class _Batch:
     marketing: dict[int, Consent]
     night: dict[int, Consent]
     last_sent: dict[int, datetime | None]
+    # The pace of the recipients' domains (`mail.pace`): each row's slot, or, for a row that got
+    # none within the horizon, when its domain is free; the domains whose rate a 4xx lowered.
+    slots: dict[int, float] = field(default_factory=dict)
+    later: dict[int, tuple[str, float]] = field(default_factory=dict)
+    slowed: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -269,6 +277,9 @@ class _Journal:
     writing: list[tuple[list[tuple[int, str]], asyncio.Future[None]]] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     suppress: dict[str, str] = field(default_factory=dict)
+    pace: Pace | None = None
+    slowed: dict[str, float] = field(default_factory=dict)  # domain → seconds paused, after a 4xx
+    succeeded: dict[str, int] = field(default_factory=dict)  # domain (rate lowered) → successes
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     closing: bool = False
@@ -309,6 +320,8 @@ class _Journal:
                 f.set_exception(JournalFailed(self.failure))
         self.results.clear()
         self.suppress.clear()
+        self.slowed.clear()
+        self.succeeded.clear()
 
     def mark(self, rows: list[tuple[int, str]], *, by: float | None = None) -> asyncio.Future[None]:
         """Mark these rows (outbox id, Message-ID): the future is done once committed. With
@@ -376,11 +389,12 @@ class _Journal:
             self.writing = marks  # failed by `_ended` if the task dies while they are written
             results, self.results = self.results, []
             suppress, self.suppress = self.suppress, {}
+            paces, self.slowed, self.succeeded = (self.slowed, self.succeeded), {}, {}
             if not (marks or results):
                 continue
             try:
                 await asyncio.to_thread(
-                    self._write, [m for rows, _ in marks for m in rows], results, suppress
+                    self._write, [m for rows, _ in marks for m in rows], results, suppress, paces
                 )
             except Exception as e:  # the store is down: nothing marked, nothing may go out
                 log.exception("cannot write to the store", extra={"action": "journal"})
@@ -395,9 +409,14 @@ class _Journal:
             self.writing = []
 
     def _write(
-        self, marks: list[tuple[int, str]], results: list[Result], suppress: dict[str, str]
+        self,
+        marks: list[tuple[int, str]],
+        results: list[Result],
+        suppress: dict[str, str],
+        paces: tuple[dict[str, float], dict[str, int]] = ({}, {}),
     ) -> None:
         now = self.clock()
+        slowed, succeeded = paces
         with self.engine.begin() as conn:
             outbox.mark_data(conn, marks, now)
             outbox.finish(conn, results, now)
@@ -406,6 +425,8 @@ class _Journal:
                 Suppression.__table__,  # type: ignore[arg-type]
                 [{"email": e, "reason": r, "at": now} for e, r in sorted(suppress.items())],
             )
+            if self.pace is not None and (slowed or succeeded):
+                self.pace.adjust(conn, slowed=slowed, succeeded=succeeded, now=time.time())
 
 
 @dataclass
@@ -531,7 +552,11 @@ class Sender:
         self.options = options or SenderOptions.of(settings)
         self.config = mail_config(settings)
         self.clock = clock
-        self.buckets = DomainBuckets(self.options.rate_per_domain)
+        self.pace = Pace(self.options.rate_per_domain)
+        # Domains this sender saw a 4xx from, or could not reach the relay for: until when it
+        # holds their messages (seconds since the epoch).
+        self._paused: dict[str, float] = {}
+        self._slowed: set[str] = set()  # domains whose rate a 4xx lowered: successes count
         self._composer: tuple[int, Composer] | None = None
         self._fixed = Composer(templates, self.config) if templates is not None else None
         self._connections: list[Session | None] = [None] * self.options.connections
@@ -549,7 +574,7 @@ class Sender:
         stats = SendStats()
         o = self.options
         async with self._lock:
-            journal = _Journal(self.engine, self.clock)
+            journal = _Journal(self.engine, self.clock, pace=self.pace)
             run = _Run(journal, stats, o.connections)
             journal.start(functools.partial(run.fail, what="the journal task"))
             workers = []
@@ -568,6 +593,7 @@ class Sender:
                     batch = await asyncio.to_thread(self._claim_and_read, only)
                     if batch is None:
                         break
+                    self._slowed |= batch.slowed
                     stats.claimed += len(batch.rows)
                     run.in_flight.update((r.id, r) for r in batch.rows)
                     await self._build(batch, run, ahead)
@@ -721,13 +747,40 @@ class Sender:
             )
         if not rows:
             return None
-        return self._read(rows)
+        batch = self._read(rows)
+        self._reserve(batch)
+        return batch
+
+    def _reserve(self, b: _Batch) -> None:
+        """Reserve each row's slot in the pace of its recipient's domain, for every sender."""
+        domains: list[tuple[int, str]] = []
+        wanted: dict[str, int] = {}
+        for r in b.rows:
+            lead = b.leads.get(r.lead_id)
+            address = r.recipient or (lead.email if lead is not None else None)
+            if address:  # a row without one fails when it is built
+                domain = recipient_domain(address)
+                domains.append((r.id, domain))
+                wanted[domain] = wanted.get(domain, 0) + 1
+        with self.engine.begin() as conn:
+            reserved = self.pace.reserve(
+                conn, wanted, now=time.time(), horizon=self.options.lease_seconds / 4
+            )
+        taken = dict.fromkeys(reserved, 0)
+        for row_id, domain in domains:
+            slots = reserved[domain]
+            if taken[domain] < len(slots.times):
+                b.slots[row_id] = slots.times[taken[domain]]
+                taken[domain] += 1
+            else:
+                b.later[row_id] = (domain, slots.next_free)
+        b.slowed = {d for d, s in reserved.items() if s.slowed}
 
     def _dispatch(self, p: _Prepared, run: _Run) -> None:
         if p.result is not None:
             run.record(p, p.result)
             return
-        wait = self.buckets.reserve(p.domain)
+        wait = max(p.slot, self._paused.get(p.domain, 0.0)) - time.time()
         if wait > self.options.lease_seconds / 4:
             # Too long to hold a connection for: back to the outbox, due when the domain is.
             until = self.clock() + timedelta(seconds=wait)
@@ -841,6 +894,12 @@ class Sender:
         if lead is None:
             p.result = Result(row, "failed", f"lead {row.lead_id} no longer exists")
             return p
+        if row.id in b.later:  # the domain's pace has no slot for it within the horizon
+            domain, free = b.later[row.id]
+            due = self.clock() + timedelta(seconds=max(0.0, free - time.time()))
+            p.result = Result(row, "pending", f"paced: {domain}", next_attempt_at=due)
+            return p
+        p.slot = b.slots.get(row.id, 0.0)
         name = str(row.template or row.payload.get("template") or "")
         if not name or name not in ws.templates:
             known = ", ".join(sorted(ws.templates)) or "none"
@@ -900,7 +959,7 @@ class Sender:
             return p
         p.consent_id = verdict.consent.id if verdict.consent else None
         p.basis = verdict.reason
-        p.domain = p.out.rcpt.rpartition("@")[2].lower()
+        p.domain = recipient_domain(p.out.rcpt)
         return p
 
     def _composer_for(self, conn: Connection, ws: ir.Workspace, publication: int) -> Composer:
@@ -1017,7 +1076,7 @@ class Sender:
                 session = await self._connection(n)
             except (aiosmtplib.SMTPException, OSError) as e:
                 for p in todo:
-                    self.buckets.slow_down(p.domain, self.options.retry_seconds)
+                    self._pause(p.domain, self.options.retry_seconds)
                     run.done(p, self._retry(p, f"cannot reach the relay {self.relay.name}: {e}"))
                 return
             going: list[_Prepared] = []
@@ -1075,7 +1134,8 @@ class Sender:
                     p, f"the connection ended at DATA, before the message went out: {outcome}"
                 )
             return self._retry(p, f"the relay closed the connection before DATA: {outcome}")
-        self.buckets.succeeded(p.domain)
+        if p.domain in self._slowed:
+            journal.succeeded[p.domain] = journal.succeeded.get(p.domain, 0) + 1
         relay = self.relay.name  # a property that formats host and port: once a message
         events = (
             []
@@ -1150,8 +1210,10 @@ class Sender:
         self, p: _Prepared, code: int, message: str, *, at_rcpt: bool, journal: _Journal
     ) -> Result:
         why = f"{code} {message}".strip()
-        if code < 500:
-            self.buckets.slow_down(p.domain, self.options.retry_seconds)
+        if code < 500:  # the domain slows down, for every sender
+            self._pause(p.domain, self.options.retry_seconds)
+            self._slowed.add(p.domain)
+            journal.slowed[p.domain] = self.options.retry_seconds
             return self._retry(p, f"the relay deferred it: {why}")
         status = enhanced_status(message) or f"{code // 100}.0.0"
         kind = "hard" if at_rcpt and status.startswith("5.0") else bounce_kind(status)
@@ -1193,6 +1255,12 @@ class Sender:
             message_id=p.out.message_id,
             subject=p.out.subject,
         )
+
+    def _pause(self, domain: str, seconds: float) -> None:
+        """Hold this sender's messages to `domain` for `seconds`."""
+        until = time.time() + seconds
+        if until > self._paused.get(domain, 0.0):
+            self._paused[domain] = until
 
     def _drop(self, n: int) -> None:
         session = self._connections[n]

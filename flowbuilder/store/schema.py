@@ -253,6 +253,19 @@ class Outbox(Base):
     uncertain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
+class DomainPace(Base):
+    """How fast every sender of the store may send to one recipient domain (`mail.pace`): the
+    time of the domain's next free slot, the lowered rate a temporary failure (4xx) left, and
+    until when the domain is paused. Times are seconds since the epoch."""
+
+    __tablename__ = "domain_paces"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    next_slot: Mapped[float] = mapped_column(Float)
+    rate: Mapped[float | None] = mapped_column(Float)  # lowered by a 4xx; None: the configured rate
+    paused_until: Mapped[float] = mapped_column(Float)
+
+
 class Suppression(Base):
     __tablename__ = "suppressions"
 

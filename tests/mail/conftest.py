@@ -5,6 +5,7 @@ servers (aiosmtpd) that capture or misbehave on purpose."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ class Box:
     """What an SMTP test server received, and how it should misbehave."""
 
     messages: list[Envelope] = field(default_factory=list)
+    arrived: list[float] = field(default_factory=list)  # time.time() of each message taken
     refuse: dict[str, str] = field(default_factory=dict)  # address → SMTP reply at RCPT
     drop_after_data: bool = False
 
@@ -67,6 +69,7 @@ class BoxHandler:
             await asyncio.sleep(0)
             return "421 closing"
         self.box.messages.append(envelope)
+        self.box.arrived.append(time.time())
         return "250 OK queued"
 
 

@@ -14,6 +14,7 @@ MODULES = [
     "markup",
     "mime",
     "outbox",
+    "pace",
     "personalize",
     "preferences",
     "relay",

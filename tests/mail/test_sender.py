@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from datetime import timedelta
 
 from aiosmtpd.controller import Controller
@@ -17,7 +18,7 @@ from flowbuilder.mail import outbox
 from flowbuilder.mail.consent import record_consent
 from flowbuilder.mail.relay import Relay
 from flowbuilder.mail.sender import Sender, SenderOptions, SendStats
-from flowbuilder.store.schema import DecisionRow, Event, Lead, Outbox, Suppression
+from flowbuilder.store.schema import DecisionRow, DomainPace, Event, Lead, Outbox, Suppression
 from tests.mail.conftest import (
     NOW,
     Box,
@@ -141,6 +142,17 @@ def test_a_4xx_is_retried_later_and_slows_the_domain_down(
     assert r.next_attempt_at == NOW + timedelta(seconds=settings.send_retry_seconds)
     assert "451 4.7.1" in r.last_error
     assert not events(store, "bounce")
+    # The domain is slowed down and paused for every sender of the store: a new sender (as in
+    # another process) sends nothing to it until the pause is over.
+    with store.connect() as conn:
+        pace = conn.execute(select(DomainPace).where(DomainPace.domain == "example.net")).one()
+    assert pace.rate == settings.send_rate_per_domain / 2
+    assert pace.paused_until > time.time() + settings.send_retry_seconds - 10
+    other = queue(store, add_lead(store, "calm@example.net", {}), "welcome_email")
+    assert drain(store, settings, port).deferred == 1  # the first row is not due yet
+    assert row(store, other).state == "pending"
+    assert row(store, other).last_error == "paced: example.net"
+    assert row(store, other).next_attempt_at > NOW + timedelta(seconds=30)
 
 
 def test_a_5xx_recipient_fails_for_good_as_a_hard_bounce_that_suppresses(
