@@ -19,7 +19,7 @@ payload had started are `unknown`, because the relay may already have accepted t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -220,6 +220,9 @@ class Result:
     bounce_status: str | None = None  # a 5xx at SMTP time: the recipient's address is refused
     consent_id: int | None = None
     events: list[EventIn] = field(default_factory=list)
+    # False for a row put back before any try (paced, or deferred by the send-time checks): its
+    # claim does not count as an attempt, which the retries' back-off and limit count.
+    attempted: bool = True
     uncertain: bool = False  # it may have been delivered already (sent again after `unknown`)
 
 
@@ -255,7 +258,7 @@ _EVENTS = (
 )
 
 
-def finish(conn: Connection, results: Iterable[Result], now: datetime) -> None:
+def finish(conn: Connection, results: Sequence[Result], now: datetime) -> None:
     """Write the outcomes, their events and their decision-log lines in one transaction.
 
     The rows are made as the driver takes them, each value converted once here (the moment
@@ -333,6 +336,13 @@ def finish(conn: Connection, results: Iterable[Result], now: datetime) -> None:
         # In id order, as every writer of many rows locks them, so none waits on another in turn.
         rows.sort(key=itemgetter(-1))
         update_converted(conn, table, _FINISHED, rows)  # type: ignore[arg-type]
+    untried = [r.row.id for r in results if not r.attempted]
+    if untried:
+        conn.execute(
+            update(Outbox)
+            .where(among(conn, Outbox.id, untried))
+            .values(attempts=Outbox.attempts - 1)
+        )
     insert_converted(conn, DecisionRow.__table__, _DECIDED, decisions)  # type: ignore[arg-type]
     # Written in one statement, once per idempotency key (a result written twice records its
     # event once).

@@ -784,7 +784,10 @@ class Sender:
         if wait > self.options.lease_seconds / 4:
             # Too long to hold a connection for: back to the outbox, due when the domain is.
             until = self.clock() + timedelta(seconds=wait)
-            run.record(p, Result(p.row, "pending", f"paced: {p.domain}", next_attempt_at=until))
+            paced = Result(
+                p.row, "pending", f"paced: {p.domain}", next_attempt_at=until, attempted=False
+            )
+            run.record(p, paced)
             return
         run.outstanding += 1
         if wait > 0:
@@ -897,7 +900,9 @@ class Sender:
         if row.id in b.later:  # the domain's pace has no slot for it within the horizon
             domain, free = b.later[row.id]
             due = self.clock() + timedelta(seconds=max(0.0, free - time.time()))
-            p.result = Result(row, "pending", f"paced: {domain}", next_attempt_at=due)
+            p.result = Result(
+                row, "pending", f"paced: {domain}", next_attempt_at=due, attempted=False
+            )
             return p
         p.slot = b.slots.get(row.id, 0.0)
         name = str(row.template or row.payload.get("template") or "")
@@ -928,7 +933,9 @@ class Sender:
             p.result = Result(row, "held", verdict.reason)
             return p
         if verdict.action == "defer":
-            p.result = Result(row, "pending", verdict.reason, next_attempt_at=verdict.until)
+            p.result = Result(
+                row, "pending", verdict.reason, next_attempt_at=verdict.until, attempted=False
+            )
             return p
         view = LeadView(
             id=lead.id,

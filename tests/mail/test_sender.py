@@ -114,6 +114,7 @@ def test_korean_advertising_waits_for_the_morning_without_night_consent(
     assert asyncio.run(go(lambda: night)).deferred == 1
     r = row(store, oid)
     assert r.state == "pending" and r.next_attempt_at == night.replace(hour=23)  # 08:00 KST
+    assert r.attempts == 0  # a deferral is not an attempt
     with store.begin() as conn:
         record_consent(
             conn,
@@ -151,6 +152,7 @@ def test_a_4xx_is_retried_later_and_slows_the_domain_down(
     other = queue(store, add_lead(store, "calm@example.net", {}), "welcome_email")
     assert drain(store, settings, port).deferred == 1  # the first row is not due yet
     assert row(store, other).state == "pending"
+    assert row(store, other).attempts == 0  # never tried: its retries are all still to come
     assert row(store, other).last_error == "paced: example.net"
     assert row(store, other).next_attempt_at > NOW + timedelta(seconds=30)
 
