@@ -593,7 +593,7 @@ class Sender:
                     batch = await asyncio.to_thread(self._claim_and_read, only)
                     if batch is None:
                         break
-                    self._slowed |= batch.slowed
+                    self._slowed = set(batch.slowed)  # as the store has it now
                     stats.claimed += len(batch.rows)
                     run.in_flight.update((r.id, r) for r in batch.rows)
                     await self._build(batch, run, ahead)
