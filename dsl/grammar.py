@@ -1,6 +1,7 @@
 """`grammars/flow.lark` loaded into Lark's LALR parser, set up to parse fast.
 
-The parser is Lark's, unchanged in what it accepts and reports; around it:
+The parser is Lark's, unchanged in what it accepts and reports but for one rule of the language
+that the grammar file cannot say: a keyword is a whole word (`whole_words`). Around it:
 - `FlowLexer` (`dsl.lexer`): Lark's contextual lexer with each state's terminals in one pattern;
 - `FusedParser` (`dsl.lalr`): Lark's parser loop with that lexer inside it;
 - `tree_callbacks` (`dsl.tree_builder`): Lark's tree shaping and positions in one call per rule;
@@ -10,11 +11,14 @@ The parser is Lark's, unchanged in what it accepts and reports; around it:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 from lark import Lark
 from lark.grammar import Rule
+from lark.lexer import PatternStr
 from lark.parsers.lalr_analysis import Reduce
 
 from dsl.lalr import FusedParser
@@ -76,12 +80,38 @@ def load_parser(cache: bool | str = False) -> Lark:
     """The grammar loaded anew (`cache` as Lark's option: a cache file path, or True for Lark's
     file, keyed by the grammar's text, the options and Lark's version)."""
     grammar = resources.files("grammars").joinpath("flow.lark").read_text(encoding="utf-8")
-    return _FlowLark(
-        grammar,
-        parser="lalr",
-        lexer=FlowLexer,
-        strict=True,
-        propagate_positions=True,
-        maybe_placeholders=True,
-        cache=cache,
+    return whole_words(
+        _FlowLark(
+            grammar,
+            parser="lalr",
+            lexer=FlowLexer,
+            strict=True,
+            propagate_positions=True,
+            maybe_placeholders=True,
+            cache=cache,
+        )
     )
+
+
+# What may not follow a keyword: a letter, digit or underscore (the characters of a name).
+_WORD_GOES_ON = "(?![A-Za-z0-9_])"
+
+
+def whole_words(lark: Lark) -> Lark:
+    """`lark` with its keywords matching only as whole words, before its first parse.
+
+    Where the grammar expects a name, Lark reads a word as a name and then as the keyword it
+    spells, if any, so `sender` stays a name. Where only keywords may come (after `s1:`), a
+    literal matched the front of a longer word: `s1: sendhello` read as `send hello`. A keyword
+    is now followed by no letter, digit or underscore, as `DURATION` already is: `sendhello`
+    is an unknown word there. Each keyword stays a string pattern (`PatternStr`), as Lark
+    needs to tell keywords from names; only the regular expression it is matched by changes."""
+    for terminal in lark.terminals:
+        pattern = terminal.pattern
+        if isinstance(pattern, PatternStr) and pattern.value.isidentifier():
+            pattern.to_regexp = _regexp(re.escape(pattern.value) + _WORD_GOES_ON)  # type: ignore[method-assign]
+    return lark
+
+
+def _regexp(text: str) -> Callable[[], str]:
+    return lambda: text

@@ -235,34 +235,6 @@ def _found(token: Token) -> str:
     return f"`{token.value}`"
 
 
-def _tokens(value: object) -> Iterator[Token]:
-    if isinstance(value, Token):
-        yield value
-    elif isinstance(value, Tree):
-        for child in value.children:
-            yield from _tokens(child)
-
-
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _glued_keyword(stack: list[object], text: str) -> tuple[Token, str] | None:
-    """A keyword the lexer took off the front of a longer word (`untill` read as `until` + `l`),
-    and that word: the grammar's literals match without a word boundary where no name is
-    expected, so a misspelt keyword with extra letters is split rather than reported."""
-    for value in reversed(stack):
-        for token in reversed(list(_tokens(value))):
-            if token.type == "NAME" or not str(token.value).isidentifier():
-                continue
-            end = token.end_pos
-            if end is not None and end < len(text) and (text[end].isalnum() or text[end] == "_"):
-                word = _WORD.match(text, token.start_pos or 0)
-                if word is not None:
-                    return token, word.group()
-            return None
-    return None
-
-
 def _syntax_diagnostic(error: UnexpectedInput, path: str, text: str) -> Diagnostic:
     if isinstance(error, UnexpectedCharacters):
         pos = error.pos_in_stream or 0
@@ -286,17 +258,6 @@ def _syntax_diagnostic(error: UnexpectedInput, path: str, text: str) -> Diagnost
     message = f"expected {_describe_expected(expected)}{after}, found {_found(token)}"
     code = "FB100"
     hint = _HINTS.get(str(token.value))
-    glued = _glued_keyword([*stack, token], text)
-    if glued is not None:
-        keyword, word = glued
-        line, col = keyword.line or 1, keyword.column or 1
-        return rules.make(
-            "FB100",
-            f"unknown word `{word}`",
-            path,
-            Span(line, col, line, col + len(word)),
-            hint=f"did you mean `{keyword.value}`?",
-        )
     if (
         token.value == ":"
         and previous is not None
@@ -313,7 +274,11 @@ def _syntax_diagnostic(error: UnexpectedInput, path: str, text: str) -> Diagnost
         hint = f"choose another name, such as `{token.value}_step`"
     elif token.type == "NAME":
         words = [t for n in expected if (t := _terminal_text(n)) is not None and t.isidentifier()]
-        close = difflib.get_close_matches(token.value, words, n=1, cutoff=0.75)
+        # A keyword with letters glued on (`sendhello`, `untill`): keywords are whole words.
+        glued = max((w for w in words if token.value.startswith(w)), key=len, default=None)
+        close = [glued] if glued else difflib.get_close_matches(token.value, words, 1, 0.75)
+        if glued:
+            message = f"unknown word `{token.value}`"
         if close:
             hint = f"did you mean `{close[0]}`?"
     line = token.line if token.line is not None else text.count("\n") + 1

@@ -1,7 +1,8 @@
 """Lark as it comes, on the same grammar: the reference the fast lexer and tree builder match.
 
 `reference()` is the grammar loaded with Lark's own contextual lexer and tree builder
-(`propagate_positions=True`), exactly as `dsl.parse` loaded it before it got faster; `shape()`
+(`propagate_positions=True`), exactly as `dsl.parse` loaded it before it got faster, with the one
+rule the grammar file cannot say: keywords are whole words (`dsl.grammar.whole_words`); `shape()`
 gives a tree with every position Lark sets, so two trees compare equal only when nothing differs.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from lark import Lark, Token, Tree
 
 from bench.flows import generated_flow
+from dsl.grammar import whole_words
 
 ROOT = Path(__file__).resolve().parents[2]
 META = (
@@ -37,13 +39,15 @@ META = (
 @lru_cache(maxsize=1)
 def reference() -> Lark:
     grammar = resources.files("grammars").joinpath("flow.lark").read_text(encoding="utf-8")
-    return Lark(
-        grammar,
-        parser="lalr",
-        lexer="contextual",
-        strict=True,
-        propagate_positions=True,
-        maybe_placeholders=True,
+    return whole_words(
+        Lark(
+            grammar,
+            parser="lalr",
+            lexer="contextual",
+            strict=True,
+            propagate_positions=True,
+            maybe_placeholders=True,
+        )
     )
 
 

@@ -63,6 +63,8 @@ def test_every_project_file_lexes_to_lark_s_tokens(name: str, text: str) -> None
         "flow f {\n  a: wait 3dd\n}\n",
         "flow f {\n  a: wait until 09:00 on mon-fri\n  b: end  # trailing",
         "flow f {\n  send: end\n}\n",
+        "flow f {\n  a: sendhello\n  b: wait 1d ->b2\n  b2: end\n}\n",
+        'stages {\n  stagenew "New"\n}\n',
         "flow f {\n  a: end ' oops\n}\n",
         "segment é where lead.score > 1\n",
     ],

@@ -273,6 +273,8 @@ def test_a_deep_tree_on_a_long_line_is_still_measured_and_refused() -> None:
     [
         ("first: wait untill 09:00", "untill", "until", 15),
         ("first: sendd hello", "sendd", "send", 10),
+        ("first: sendhello", "sendhello", "send", 10),  # never read as `send hello`
+        ("first: wait untill09:00", "untill09", "until", 15),
         ("first: wait 1d unles replied", "unles", None, None),
     ],
 )
