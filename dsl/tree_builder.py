@@ -200,7 +200,7 @@ def _callback(rule: Rule) -> Callback:
 def _inline(data: str, keep: Callable[[list[Any]], list[Any]]) -> Callback:
     """The holder a `_rule` gives its parent. A parent may take the kept list over and append to
     it (Lark's left-recursion shortcut), so `raw` is never that list."""
-    if keep is _nothing:  # `_NL+` and the like: one per line
+    if keep is _nothing:  # a rule of filtered tokens only, such as a run of `_NL`
 
         def nothing_kept(children: list[Any]) -> _Inline:
             holder = _new(_Inline)
