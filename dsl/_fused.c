@@ -281,20 +281,14 @@ fused_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_SETREF(type, keyword);
             }
         }
-        if (PyErr_Occurred()) {
-            Py_DECREF(span);
-            Py_DECREF(value);
-            Py_DECREF(type);
-            Py_DECREF(entry);
-            failed = 1;
-            break;
-        }
-
         /* str.__new__(Token, value): Lark's own `Token.__new__` is Python and not needed here */
-        PyObject *new_args = PyTuple_Pack(1, value);
-        PyObject *fresh = new_args == NULL ? NULL
-                                           : PyUnicode_Type.tp_new((PyTypeObject *)token_type, new_args, NULL);
-        Py_XDECREF(new_args);
+        PyObject *fresh = NULL;
+        if (!PyErr_Occurred()) {  /* the keyword lookup above did not fail */
+            PyObject *new_args = PyTuple_Pack(1, value);
+            fresh = new_args == NULL ? NULL
+                                     : PyUnicode_Type.tp_new((PyTypeObject *)token_type, new_args, NULL);
+            Py_XDECREF(new_args);
+        }
         if (fresh == NULL) {
             Py_DECREF(span);
             Py_DECREF(value);
