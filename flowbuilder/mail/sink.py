@@ -4,6 +4,10 @@ An aiosmtpd server on `FLOWBUILDER_SINK_LISTEN` (127.0.0.1:2526 by default) acce
 and stores it, as a final delivery would, with the envelope sender as `Return-Path`, in
 `captured_messages` — linked to its outbox row by Message-ID — for the web app and
 `flowbuilder outbox`. So a fresh machine shows real messages without sending any.
+
+It announces PIPELINING (RFC 2920), as the relays of production do (Postfix, Gmail, SendGrid),
+so the sender talks to it as it talks to them: aiosmtpd reads one command after the other off
+the connection's buffer, and commands that came at once are answered in order.
 """
 
 from __future__ import annotations
@@ -67,6 +71,13 @@ def capture(engine: Engine, mail_from: str, rcpt_tos: list[str], raw: bytes, now
         )
 
 
+def with_pipelining(session: Session, hostname: str, responses: list[str]) -> list[str]:
+    """aiosmtpd's EHLO reply (`responses`, its last line `250 HELP`) with PIPELINING announced:
+    the body of a handler's `handle_EHLO` hook, which must also name the client's host."""
+    session.host_name = hostname
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class SinkHandler:
     """aiosmtpd handler: capture every message into the store."""
 
@@ -74,6 +85,16 @@ class SinkHandler:
         self.engine = engine
         self.clock = clock or (lambda: datetime.now(UTC))
         self.captured = 0
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        return with_pipelining(session, hostname, responses)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content or b""

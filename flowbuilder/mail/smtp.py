@@ -8,9 +8,12 @@ future tells how each message of the lot ended. aiosmtplib spends a future, a ti
 turns of the event loop on every command: sending the bench's messages to a local server took
 it about 190 µs of CPU a message, against 55 here.
 
-Commands are not pipelined: each one waits for its reply (RFC 5321 §4.2), as a server that does
-not announce PIPELINING (RFC 2920) requires. The payload is sent as aiosmtplib sends it (CRLF
-line ends, a final CRLF, leading dots doubled, the `.` line).
+A server that announces PIPELINING (RFC 2920), as production relays do, gets a transaction's
+MAIL FROM, RCPT TO and DATA in one write, and once it asks for the payload (354), the payload
+with the next message's three commands: one round trip a message instead of four. Every reply
+is still read, in order, and the first refusal is the message's outcome. A server that does not
+announce it gets each command once the last one's reply came (RFC 5321 §4.2). The payload is
+sent as aiosmtplib sends it (CRLF line ends, a final CRLF, leading dots doubled, the `.` line).
 
     >>> envelope_address("bounce+7-ab12@bounces.acme.example")
     b'<bounce+7-ab12@bounces.acme.example>'
@@ -163,6 +166,9 @@ class Session(asyncio.Protocol):
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
+        # RFC 2920: the server announced PIPELINING, so a transaction's commands go out at once.
+        self.pipelining = "pipelining" in extensions
+        self._refused: Refused | None = None  # the first refusal of a pipelined transaction
 
     @classmethod
     def over(cls, smtp: aiosmtplib.SMTP, timeout: float) -> Session:
@@ -245,14 +251,24 @@ class Session(asyncio.Protocol):
 
     def _begin(self) -> None:
         self._stage = "mail"
-        self._write(b"MAIL FROM:" + self._messages[len(self._outcomes)][0] + b"\r\n")
+        if self.pipelining:
+            self._write(self._commands(len(self._outcomes)))
+        else:
+            self._write(b"MAIL FROM:" + self._messages[len(self._outcomes)][0] + b"\r\n")
+
+    def _commands(self, i: int) -> bytes:
+        """Message `i`'s MAIL FROM, RCPT TO and DATA as one group (RFC 2920 §3.1)."""
+        sender, recipient, _ = self._messages[i]
+        return b"MAIL FROM:" + sender + b"\r\nRCPT TO:" + recipient + b"\r\nDATA\r\n"
 
     def _next(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
-        if len(self._outcomes) < len(self._messages):
-            self._begin()
-        else:
+        if len(self._outcomes) >= len(self._messages):
             self._end()
+        elif self.pipelining:
+            self._stage = "mail"  # its commands went out with the last payload
+        else:
+            self._begin()
 
     def _end(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -266,7 +282,8 @@ class Session(asyncio.Protocol):
         after it are not begun."""
         if self._waiter is not None:
             if self._stage in _TRANSACTION and len(self._outcomes) < len(self._messages):
-                self._outcomes.append(error)
+                self._outcomes.append(self._refused or error)
+            self._refused = None
             self._end()
         self.close()
 
@@ -308,6 +325,9 @@ class Session(asyncio.Protocol):
 
     def _answer(self, code: int, message: str) -> None:
         stage = self._stage
+        if self.pipelining and stage in ("mail", "rcpt", "data"):
+            self._answer_group(stage, code, message)
+            return
         if stage == "mail":
             if code == 250:
                 self._stage = "rcpt"
@@ -345,6 +365,37 @@ class Session(asyncio.Protocol):
             self._end()
             self.close()
             return
+        if self.pipelining:  # a refused payload ends its transaction; the next one is under way
+            self._next(refused)
+            return
+        self._outcomes.append(refused)
+        self._stage = "rset"
+        self._write(b"RSET\r\n")
+
+    def _answer_group(self, stage: Stage, code: int, message: str) -> None:
+        """A reply to one of a pipelined transaction's commands: every one is read, and the
+        first refusal is the message's outcome (RFC 2920 §3.1). Once DATA is answered with 354,
+        the payload goes out with the next message's commands."""
+        good = code == 250 if stage == "mail" else code in (250, 251) if stage == "rcpt" else False
+        if stage == "data" and code == 354 and self._refused is None:
+            i = len(self._outcomes)
+            self._stage = "payload"
+            data = self._messages[i][2]
+            self._write(data + self._commands(i + 1) if i + 1 < len(self._messages) else data)
+            return
+        if not good and self._refused is None:
+            self._refused = Refused(stage, code, message)
+        if code == 421 or (stage == "data" and code < 400):
+            # The server closes, or asked for a message it has no recipient for (or answered
+            # DATA with a success that is not 354): the session cannot go on.
+            self._drop(Dropped(stage, f"{code} {message}".strip()))
+            return
+        if stage != "data":
+            self._stage = "rcpt" if stage == "mail" else "data"
+            self._deadline = self._loop.time() + self.timeout  # `timeout` bounds each reply
+            return
+        refused, self._refused = self._refused, None
+        assert refused is not None
         self._outcomes.append(refused)
         self._stage = "rset"
         self._write(b"RSET\r\n")

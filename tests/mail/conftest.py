@@ -22,6 +22,7 @@ from dsl.compile import compile_paths
 from dsl.lint import lint
 from flowbuilder.config import Settings
 from flowbuilder.mail.consent import record_consent
+from flowbuilder.mail.sink import with_pipelining
 from flowbuilder.publish import publish
 from flowbuilder.store.db import open_store
 from flowbuilder.store.schema import Lead, Outbox
@@ -48,11 +49,36 @@ class Box:
     arrived: list[float] = field(default_factory=list)  # time.time() of each message taken
     refuse: dict[str, str] = field(default_factory=dict)  # address → SMTP reply at RCPT
     drop_after_data: bool = False
+    pipelining: bool = True  # announce PIPELINING (RFC 2920), as production relays do
+    refuse_mail: str | None = None  # the SMTP reply to every MAIL FROM
+    refuse_data: dict[str, str] = field(default_factory=dict)  # address → reply to its payload
 
 
 class BoxHandler:
     def __init__(self, box: Box) -> None:
         self.box = box
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        if self.box.pipelining:
+            return with_pipelining(session, hostname, responses)
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.box.refuse_mail is not None:
+            return self.box.refuse_mail
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -68,6 +94,8 @@ class BoxHandler:
             server.transport.close()
             await asyncio.sleep(0)
             return "421 closing"
+        if envelope.rcpt_tos and envelope.rcpt_tos[0] in self.box.refuse_data:
+            return self.box.refuse_data[envelope.rcpt_tos[0]]
         self.box.messages.append(envelope)
         self.box.arrived.append(time.time())
         return "250 OK queued"

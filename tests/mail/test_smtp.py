@@ -1,7 +1,9 @@
-"""The sender's SMTP sessions against real aiosmtpd servers: a lot goes out in one transaction
-per message with the bytes aiosmtplib would send; a refusal is reset and the lot goes on; a
-dropped connection ends the message under way and leaves the rest not begun; a 421 closes; a
-silent server times out; and a session taken over after STARTTLS and AUTH delivers."""
+"""The sender's SMTP sessions against real aiosmtpd servers, which announce PIPELINING (RFC 2920)
+or not: a lot goes out in one transaction per message with the bytes aiosmtplib would send (a
+pipelining server gets each transaction's commands at once, and the payload with the next
+message's commands); a refusal is reset and the lot goes on; a dropped connection ends the
+message under way and leaves the rest not begun; a 421 closes; a silent server times out; and a
+session taken over after STARTTLS and AUTH delivers."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from flowbuilder.config import Settings
 from flowbuilder.mail.relay import Relay
@@ -57,8 +59,21 @@ async def send(port: int, mails: list[tuple[str, bytes]], timeout: float = 5.0) 
         await s.quit()
 
 
-def test_a_lot_goes_out_with_the_bytes_aiosmtplib_sends(smtp_box: tuple[Box, int]) -> None:
-    box, port = smtp_box
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-command-at-a-time"])
+def relay(request: pytest.FixtureRequest) -> Iterator[tuple[Box, int]]:
+    """An aiosmtpd server that announces PIPELINING, or one that does not."""
+    box = Box(pipelining=request.param)
+    port = free_port()
+    controller = Controller(BoxHandler(box), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+def test_a_lot_goes_out_with_the_bytes_aiosmtplib_sends(relay: tuple[Box, int]) -> None:
+    box, port = relay
     tricky = message("tricky", b".leading dot\r\nlone\nLF, lone\rCR\r\n..two\r\nno line end")
     mails = [("ann@example.com", message("one")), ("bob@example.com", tricky)]
     outcomes = asyncio.run(send(port, mails))
@@ -78,8 +93,8 @@ def test_a_lot_goes_out_with_the_bytes_aiosmtplib_sends(smtp_box: tuple[Box, int
     assert [e.mail_from for e in box.messages] == ["bounce+1-abc@bounces.acme.example"] * 2
 
 
-def test_a_refused_recipient_is_reset_and_the_lot_goes_on(smtp_box: tuple[Box, int]) -> None:
-    box, port = smtp_box
+def test_a_refused_recipient_is_reset_and_the_lot_goes_on(relay: tuple[Box, int]) -> None:
+    box, port = relay
     box.refuse["gone@example.org"] = "550 5.1.1 No such user"
     box.refuse["busy@example.net"] = "451 4.7.1 Try again later"
     outcomes = asyncio.run(
@@ -103,10 +118,47 @@ def test_a_refused_recipient_is_reset_and_the_lot_goes_on(smtp_box: tuple[Box, i
     assert [e.rcpt_tos for e in box.messages] == [["ann@example.com"], ["bob@example.com"]]
 
 
-def test_a_connection_dropped_after_data_ends_the_message_and_leaves_the_rest(
-    smtp_box: tuple[Box, int],
+def test_a_refused_sender_is_reset_and_the_lot_goes_on(relay: tuple[Box, int]) -> None:
+    """A refused MAIL FROM is the message's outcome; the RCPT TO and DATA a pipelining client
+    sent with it are refused in turn (no transaction) and only read."""
+    box, port = relay
+    box.refuse_mail = "451 4.3.0 Try again"
+    first, second = asyncio.run(
+        send(port, [("ann@example.com", message("1")), ("bob@example.com", message("2"))])
+    )
+    for outcome in (first, second):
+        assert isinstance(outcome, Refused), outcome
+        assert (outcome.stage, outcome.code, outcome.message) == ("mail", 451, "4.3.0 Try again")
+    box.refuse_mail = None
+    assert asyncio.run(send(port, [("ann@example.com", message("3"))])) == [(250, "OK queued")]
+    assert [e.rcpt_tos for e in box.messages] == [["ann@example.com"]]
+
+
+def test_a_refused_payload_ends_its_transaction_and_the_lot_goes_on(
+    relay: tuple[Box, int],
 ) -> None:
-    box, port = smtp_box
+    box, port = relay
+    box.refuse_data["spam@example.com"] = "554 5.7.1 Message rejected"
+    outcomes = asyncio.run(
+        send(
+            port,
+            [
+                ("ann@example.com", message("1")),
+                ("spam@example.com", message("2")),
+                ("bob@example.com", message("3")),
+            ],
+        )
+    )
+    assert outcomes[0] == outcomes[2] == (250, "OK queued")
+    refused = outcomes[1]
+    assert isinstance(refused, Refused) and (refused.stage, refused.code) == ("payload", 554)
+    assert [e.rcpt_tos for e in box.messages] == [["ann@example.com"], ["bob@example.com"]]
+
+
+def test_a_connection_dropped_after_data_ends_the_message_and_leaves_the_rest(
+    relay: tuple[Box, int],
+) -> None:
+    box, port = relay
     box.drop_after_data = True
 
     async def go() -> tuple[list[Outcome], bool]:
@@ -132,8 +184,9 @@ class Closing(BoxHandler):
         return await super().handle_RCPT(server, session, envelope, address, options)
 
 
-def test_a_421_ends_the_session_and_leaves_the_rest_not_begun() -> None:
-    box = Box()
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_421_ends_the_session_and_leaves_the_rest_not_begun(pipelining: bool) -> None:
+    box = Box(pipelining=pipelining)
     port = free_port()
     controller = Controller(Closing(box), hostname="127.0.0.1", port=port)
     controller.start()
@@ -180,6 +233,57 @@ def test_a_server_that_stops_answering_times_out_before_data() -> None:
     first, second = asyncio.run(go())
     assert isinstance(first, Dropped) and first.stage == "mail" and not first.after_data
     assert "no reply within 0.2 s" in str(first) and second is None
+
+
+def test_a_pipelining_server_gets_each_transaction_at_once_and_the_payload_with_the_next() -> None:
+    """A server that answers no command of a transaction before it has all three (MAIL FROM,
+    RCPT TO, DATA), and no payload but the last before the next message's MAIL FROM: a client
+    that waits for each reply gets none, and times out."""
+
+    async def go(announce: bool) -> tuple[list[Outcome], list[bytes]]:
+        payloads: list[bytes] = []
+        writers: list[asyncio.StreamWriter] = []
+
+        async def strict(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            writer.write(b"220 strict ESMTP\r\n")
+            await reader.readline()  # EHLO
+            writer.write(b"250-strict\r\n250 PIPELINING\r\n" if announce else b"250 strict\r\n")
+            line = await reader.readline()
+            while line.startswith(b"MAIL FROM:"):
+                rest = [await reader.readline(), await reader.readline()]
+                assert [c[:5] for c in rest] == [b"RCPT ", b"DATA\r"], rest
+                writer.write(b"250 sender ok\r\n250 recipient ok\r\n354 go on\r\n")
+                body = b""
+                while (part := await reader.readline()) != b".\r\n":
+                    body += part
+                payloads.append(body)
+                if len(payloads) < 3:
+                    line = await reader.readline()  # the next MAIL FROM
+                    writer.write(b"250 queued\r\n")
+                else:
+                    writer.write(b"250 queued\r\n")
+                    line = await reader.readline()  # QUIT
+            if line.startswith(b"QUIT"):
+                writer.write(b"221 bye\r\n")
+            writer.close()
+
+        server = await asyncio.start_server(strict, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            mails = [(f"r{i}@example.com", message(str(i))) for i in range(3)]
+            return await send(port, mails, timeout=0.5), payloads
+        finally:
+            for w in writers:
+                w.close()
+            server.close()
+            await server.wait_closed()
+
+    outcomes, payloads = asyncio.run(go(announce=True))
+    assert outcomes == [(250, "queued")] * 3
+    assert payloads == [message(str(i)) for i in range(3)]
+    first, *rest = asyncio.run(go(announce=False))[0]
+    assert isinstance(first, Dropped) and first.stage == "mail" and rest == [None, None]
 
 
 def test_replies_are_read_whole_across_reads() -> None:
@@ -348,3 +452,30 @@ def test_envelope_addresses_that_are_not_ascii() -> None:
         envelope_address("지민@한국.kr")
     with pytest.raises(ValueError, match="not an address"):
         envelope_address("지민@", utf8=True)
+
+
+def test_the_built_in_sink_announces_pipelining_and_captures_pipelined_mail(store: Engine) -> None:
+    from flowbuilder.mail.sink import SinkHandler, serve
+    from flowbuilder.store.schema import CapturedMessage
+
+    async def go() -> tuple[bool, list[Outcome]]:
+        server = await serve(SinkHandler(store, clock=lambda: NOW), "127.0.0.1", 0)
+        try:
+            s = await session(server.sockets[0].getsockname()[1])
+            mails = [(f"r{i}@example.com", message(f"m{i}")) for i in range(3)]
+            outcomes = await s.send([(SENDER, envelope_address(t), payload(d)) for t, d in mails])
+            await s.quit()
+            return s.pipelining, outcomes
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    pipelining, outcomes = asyncio.run(go())
+    assert pipelining and outcomes == [(250, "OK captured")] * 3
+    with store.connect() as conn:
+        captured = conn.execute(
+            select(CapturedMessage.rcpt_tos, CapturedMessage.subject).order_by(CapturedMessage.id)
+        ).all()
+    assert [(list(r), s) for r, s in captured] == [
+        ([f"r{i}@example.com"], f"m{i}") for i in range(3)
+    ]
