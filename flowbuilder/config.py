@@ -55,6 +55,15 @@ class Settings(BaseModel):
     claim_lease_seconds: float = Field(default=60.0, gt=0)
     metrics_token: str | None = None  # when set, the web app's /metrics asks for it (Bearer)
 
+    @field_validator("smtp_relay")
+    @classmethod
+    def _relay_url(cls, value: str | None) -> str | None:
+        if value:
+            from flowbuilder.mail.relay import Relay
+
+            Relay.parse(value)  # a RelayError says what is wrong
+        return value or None
+
     @field_validator("public_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
@@ -105,5 +114,6 @@ def _describe(error: ValueError) -> str:
     if not isinstance(error, ValidationError):
         return str(error)
     return "; ".join(
-        f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+        for e in error.errors()
     )

@@ -1069,7 +1069,7 @@ class Sender:
                     await smtp.helo()
             if r.username:
                 await smtp.login(r.username, r.password or "")
-            session = Session.over(smtp, self.options.timeout)
+            session = Session.over(smtp, self.options.timeout, pipelining=r.pipelining)
         except BaseException:
             smtp.close()
             raise

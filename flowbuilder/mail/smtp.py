@@ -171,15 +171,17 @@ class Session(asyncio.Protocol):
         self._refused: Refused | None = None  # the first refusal of a pipelined transaction
 
     @classmethod
-    def over(cls, smtp: aiosmtplib.SMTP, timeout: float) -> Session:
+    def over(cls, smtp: aiosmtplib.SMTP, timeout: float, *, pipelining: bool = True) -> Session:
         """Take over the transport of `smtp`, connected and greeted (and logged in); `smtp`
-        is done with and must not be used again."""
+        is done with and must not be used again. Commands are pipelined where the server
+        announced PIPELINING, unless `pipelining` is false."""
         protocol = smtp.protocol
         transport = protocol.transport if protocol is not None else None
         if transport is None or transport.is_closing():
             raise aiosmtplib.SMTPServerDisconnected("the connection closed while opening")
         extensions = frozenset(k.lower() for k in smtp.esmtp_extensions)
         session = cls(transport, timeout, extensions)  # type: ignore[arg-type]
+        session.pipelining = session.pipelining and pipelining
         transport.set_protocol(session)
         return session
 

@@ -19,6 +19,36 @@ def test_a_bad_setting_names_its_variable() -> None:
         Settings.from_env({"FLOWBUILDER_PUBLIC_URL": "mail.acme.example"})
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("smtp://mailer:hunter2@relay.acme.example?verify=false", "verify=false: use yes or no"),
+        ("smtp://relay.acme.example?startls=no", "unknown option `startls`; the options are"),
+        ("smtp://relay.acme.example:99999", "the port is not a number"),
+        ("https://relay.acme.example", "use smtp://host:port or smtps://host:port"),
+        ("smtp://:587", "names no host"),
+    ],
+)
+def test_a_relay_url_flowbuilder_cannot_use_is_refused_without_its_password(
+    url: str, why: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"FLOWBUILDER_SMTP_RELAY": url})
+    message = str(caught.value)
+    assert message.startswith("FLOWBUILDER_SMTP_RELAY: relay `") and why in message, message
+    assert "hunter2" not in message
+
+
+def test_relay_options() -> None:
+    from flowbuilder.mail.relay import Relay
+
+    relay = Relay.parse("smtp://relay.acme.example?pipelining=no&verify=no&starttls=yes")
+    assert (relay.pipelining, relay.validate_certs, relay.start_tls) == (False, False, True)
+    default = Relay.parse("smtp://relay.acme.example")
+    assert (default.pipelining, default.validate_certs, default.start_tls) == (True, True, True)
+    assert not Relay.parse("smtp://127.0.0.1:2526").start_tls
+
+
 def test_the_secret_is_made_once_and_kept_private(tmp_path: Path) -> None:
     s = Settings(data_dir=tmp_path / "state")
     first = s.secret()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ssl
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import aiosmtplib
 import pytest
@@ -25,7 +26,7 @@ from sqlalchemy import Engine, select
 
 from flowbuilder.config import Settings
 from flowbuilder.mail.relay import Relay
-from flowbuilder.mail.sender import Sender, SendStats
+from flowbuilder.mail.sender import Sender, SenderOptions, SendStats
 from flowbuilder.mail.smtp import (
     Dropped,
     Outcome,
@@ -38,21 +39,24 @@ from flowbuilder.mail.smtp import (
 from tests.mail.conftest import NOW, Box, BoxHandler, add_lead, free_port, queue, row
 
 SENDER = envelope_address("bounce+1-abc@bounces.acme.example")
+T = TypeVar("T")
 
 
 def message(subject: str, body: bytes = b"Hello.\r\n") -> bytes:
     return b"Subject: " + subject.encode() + b"\r\nTo: x@example.com\r\n\r\n" + body
 
 
-async def session(port: int, timeout: float = 5.0) -> Session:
+async def session(port: int, timeout: float = 5.0, pipelining: bool = True) -> Session:
     smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=timeout)
     await smtp.connect()
     await smtp.ehlo()
-    return Session.over(smtp, timeout)
+    return Session.over(smtp, timeout, pipelining=pipelining)
 
 
-async def send(port: int, mails: list[tuple[str, bytes]], timeout: float = 5.0) -> list[Outcome]:
-    s = await session(port, timeout)
+async def send(
+    port: int, mails: list[tuple[str, bytes]], timeout: float = 5.0, pipelining: bool = True
+) -> list[Outcome]:
+    s = await session(port, timeout, pipelining)
     try:
         return await s.send([(SENDER, envelope_address(to), payload(data)) for to, data in mails])
     finally:
@@ -235,55 +239,85 @@ def test_a_server_that_stops_answering_times_out_before_data() -> None:
     assert "no reply within 0.2 s" in str(first) and second is None
 
 
-def test_a_pipelining_server_gets_each_transaction_at_once_and_the_payload_with_the_next() -> None:
-    """A server that answers no command of a transaction before it has all three (MAIL FROM,
-    RCPT TO, DATA), and no payload but the last before the next message's MAIL FROM: a client
-    that waits for each reply gets none, and times out."""
+class Strict:
+    """A server that announces PIPELINING (when `announce`) and answers no command of a
+    transaction before it has all three (MAIL FROM, RCPT TO, DATA), and no payload but the
+    last of `count` before the next message's MAIL FROM: a client that waits for each reply
+    gets none."""
 
-    async def go(announce: bool) -> tuple[list[Outcome], list[bytes]]:
-        payloads: list[bytes] = []
-        writers: list[asyncio.StreamWriter] = []
+    def __init__(self, announce: bool, count: int) -> None:
+        self.announce, self.count = announce, count
+        self.payloads: list[bytes] = []
+        self.writers: list[asyncio.StreamWriter] = []
 
-        async def strict(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writers.append(writer)
-            writer.write(b"220 strict ESMTP\r\n")
-            await reader.readline()  # EHLO
-            writer.write(b"250-strict\r\n250 PIPELINING\r\n" if announce else b"250 strict\r\n")
-            line = await reader.readline()
-            while line.startswith(b"MAIL FROM:"):
-                rest = [await reader.readline(), await reader.readline()]
-                assert [c[:5] for c in rest] == [b"RCPT ", b"DATA\r"], rest
-                writer.write(b"250 sender ok\r\n250 recipient ok\r\n354 go on\r\n")
-                body = b""
-                while (part := await reader.readline()) != b".\r\n":
-                    body += part
-                payloads.append(body)
-                if len(payloads) < 3:
-                    line = await reader.readline()  # the next MAIL FROM
-                    writer.write(b"250 queued\r\n")
-                else:
-                    writer.write(b"250 queued\r\n")
-                    line = await reader.readline()  # QUIT
-            if line.startswith(b"QUIT"):
-                writer.write(b"221 bye\r\n")
-            writer.close()
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        writer.write(b"220 strict ESMTP\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250-strict\r\n250 PIPELINING\r\n" if self.announce else b"250 strict\r\n")
+        line = await reader.readline()
+        while line.startswith(b"MAIL FROM:"):
+            rest = [await reader.readline(), await reader.readline()]
+            assert [c[:5] for c in rest] == [b"RCPT ", b"DATA\r"], rest
+            writer.write(b"250 sender ok\r\n250 recipient ok\r\n354 go on\r\n")
+            body = b""
+            while (part := await reader.readline()) != b".\r\n":
+                body += part
+            self.payloads.append(body)
+            if len(self.payloads) < self.count:
+                line = await reader.readline()  # the next MAIL FROM
+                writer.write(b"250 queued\r\n")
+            else:
+                writer.write(b"250 queued\r\n")
+                line = await reader.readline()  # QUIT
+        if line.startswith(b"QUIT"):
+            writer.write(b"221 bye\r\n")
+        writer.close()
 
-        server = await asyncio.start_server(strict, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
+    async def run(self, client: Callable[[int], Awaitable[T]]) -> T:
+        server = await asyncio.start_server(self, "127.0.0.1", 0)
         try:
-            mails = [(f"r{i}@example.com", message(str(i))) for i in range(3)]
-            return await send(port, mails, timeout=0.5), payloads
+            return await client(server.sockets[0].getsockname()[1])
         finally:
-            for w in writers:
+            for w in self.writers:
                 w.close()
             server.close()
             await server.wait_closed()
 
-    outcomes, payloads = asyncio.run(go(announce=True))
+
+def test_a_pipelining_server_gets_each_transaction_at_once_and_the_payload_with_the_next() -> None:
+    mails = [(f"r{i}@example.com", message(str(i))) for i in range(3)]
+    strict = Strict(announce=True, count=3)
+    outcomes = asyncio.run(strict.run(lambda port: send(port, mails, timeout=0.5)))
     assert outcomes == [(250, "queued")] * 3
-    assert payloads == [message(str(i)) for i in range(3)]
-    first, *rest = asyncio.run(go(announce=False))[0]
-    assert isinstance(first, Dropped) and first.stage == "mail" and rest == [None, None]
+    assert strict.payloads == [message(str(i)) for i in range(3)]
+    for client_pipelines, announce in ((True, False), (False, True)):
+        strict = Strict(announce=announce, count=3)
+
+        async def client(port: int, pipelining: bool = client_pipelines) -> list[Outcome]:
+            return await send(port, mails, timeout=0.5, pipelining=pipelining)
+
+        first, *rest = asyncio.run(strict.run(client))
+        assert isinstance(first, Dropped) and first.stage == "mail" and rest == [None, None]
+
+
+def test_the_relay_url_can_turn_pipelining_off(store: Engine, settings: Settings) -> None:
+    """`?pipelining=no`: the sender waits for each reply even where PIPELINING is announced."""
+    queue(store, add_lead(store, "ann@example.com", {}), "welcome_email")
+
+    async def drain(url: str) -> SendStats:
+        options = SenderOptions(timeout=0.5, max_attempts=1)
+        sender = Sender(store, settings, Relay.parse(url), clock=lambda: NOW, options=options)
+        try:
+            return await sender.drain()
+        finally:
+            await sender.close()
+
+    turned_off = Strict(announce=True, count=1)
+    stats = asyncio.run(
+        turned_off.run(lambda port: drain(f"smtp://127.0.0.1:{port}?pipelining=no"))
+    )
+    assert (stats.sent, turned_off.payloads) == (0, [])
 
 
 def test_replies_are_read_whole_across_reads() -> None:
