@@ -5,8 +5,9 @@ One drain claims due email rows in batches, checks each at send time (`gate`), b
 recipient domain (`pace`: a batch's slots are reserved in the store when it is claimed, so every
 sender of the store keeps to one rate per domain):
 
-- claiming and the reads of the send-time checks run in a worker thread (the database releases
-  the interpreter while it works); building runs on the event loop in slices of about one
+- claiming, the reads of the send-time checks and the checks run in a worker thread (the
+  database releases the interpreter while it works); only the messages the checks let go take
+  a slot of their domain's pace, so held or deferred ones slow no one down; building runs on the event loop in slices of about one
   message, so the connections' replies are answered between messages instead of waiting for
   a thread's turn;
 - RSA DKIM signatures are made in a worker thread, a slice's messages at a time: OpenSSL signs
@@ -75,7 +76,7 @@ from flowbuilder.mail import consent as consents
 from flowbuilder.mail import outbox, snapshot
 from flowbuilder.mail.classify import bounce_kind, enhanced_status
 from flowbuilder.mail.consent import Consent
-from flowbuilder.mail.gate import Recipient, judge
+from flowbuilder.mail.gate import Recipient, Verdict, judge
 from flowbuilder.mail.message import Composer, MailConfig, Outgoing, Spec
 from flowbuilder.mail.outbox import Claimed, Result, event_key, mail_event
 from flowbuilder.mail.pace import Pace, recipient_domain
@@ -258,6 +259,9 @@ class _Batch:
     slots: dict[int, float] = field(default_factory=dict)
     later: dict[int, tuple[str, float]] = field(default_factory=dict)
     slowed: set[str] = field(default_factory=set)
+    # Each row's send-time check (`Sender._check`): the verdict to send it, or its result (failed,
+    # held or deferred), which needs no slot of its domain's pace.
+    checked: dict[int, Verdict | Result] = field(default_factory=dict)
 
 
 @dataclass
@@ -750,14 +754,18 @@ class Sender:
         if not rows:
             return None
         batch = self._read(rows)
+        batch.checked = {r.id: self._check(r, batch, now) for r in rows}
         self._reserve(batch)
         return batch
 
     def _reserve(self, b: _Batch) -> None:
-        """Reserve each row's slot in the pace of its recipient's domain, for every sender."""
+        """Reserve the slot of each row the send-time checks let go in the pace of its
+        recipient's domain, for every sender."""
         domains: list[tuple[int, str]] = []
         wanted: dict[str, int] = {}
         for r in b.rows:
+            if not isinstance(b.checked.get(r.id), Verdict):
+                continue  # failed, held or deferred: it takes no slot
             lead = b.leads.get(r.lead_id)
             address = r.recipient or (lead.email if lead is not None else None)
             if address:  # a row without one fails when it is built
@@ -892,30 +900,29 @@ class Sender:
             last_sent,
         )
 
-    def _prepare(self, row: Claimed, b: _Batch, now: datetime, *, sign: bool = True) -> _Prepared:
-        p = _Prepared(row)
+    def _check(self, row: Claimed, b: _Batch, now: datetime) -> Verdict | Result:
+        """The send-time checks of a row (`gate.judge`), made when its batch is claimed: the
+        verdict to send it, or its result — failed (no lead, no such template), held or
+        deferred. A check that raises fails that row alone."""
+        try:
+            return self._judge(row, b, now)
+        except Exception as e:
+            log.exception("cannot check", extra={"action": "send", "outbox": row.id})
+            return Result(row, "failed", f"not sent: cannot check it: {type(e).__name__}: {e}")
+
+    def _judge(self, row: Claimed, b: _Batch, now: datetime) -> Verdict | Result:
         ws = b.ws
         lead = b.leads.get(row.lead_id)
         if lead is None:
-            p.result = Result(row, "failed", f"lead {row.lead_id} no longer exists")
-            return p
-        if row.id in b.later:  # the domain's pace has no slot for it within the horizon
-            domain, free = b.later[row.id]
-            due = self.clock() + timedelta(seconds=max(0.0, free - time.time()))
-            p.result = Result(
-                row, "pending", f"paced: {domain}", next_attempt_at=due, attempted=False
-            )
-            return p
-        p.slot = b.slots.get(row.id, 0.0)
+            return Result(row, "failed", f"lead {row.lead_id} no longer exists")
         name = str(row.template or row.payload.get("template") or "")
         if not name or name not in ws.templates:
             known = ", ".join(sorted(ws.templates)) or "none"
-            p.result = Result(
+            return Result(
                 row,
                 "failed",
                 f"template `{name}` is not in the published workspace; templates: {known}",
             )
-            return p
         template = ws.templates[name]
         flow = ws.flows.get(row.flow)
         pref = b.prefs.get(lead.id)
@@ -932,13 +939,31 @@ class Sender:
         )
         verdict = judge(template, flow.kind if flow else "marketing", ws, who, now, test=row.test)
         if verdict.action == "hold":
-            p.result = Result(row, "held", verdict.reason)
-            return p
+            return Result(row, "held", verdict.reason)
         if verdict.action == "defer":
-            p.result = Result(
+            return Result(
                 row, "pending", verdict.reason, next_attempt_at=verdict.until, attempted=False
             )
+        return verdict
+
+    def _prepare(self, row: Claimed, b: _Batch, now: datetime, *, sign: bool = True) -> _Prepared:
+        p = _Prepared(row)
+        verdict = b.checked.get(row.id)
+        if verdict is None:
+            verdict = self._check(row, b, now)
+        if isinstance(verdict, Result):
+            p.result = verdict
             return p
+        if row.id in b.later:  # the domain's pace has no slot for it within the horizon
+            domain, free = b.later[row.id]
+            due = self.clock() + timedelta(seconds=max(0.0, free - time.time()))
+            p.result = Result(
+                row, "pending", f"paced: {domain}", next_attempt_at=due, attempted=False
+            )
+            return p
+        p.slot = b.slots.get(row.id, 0.0)
+        lead = b.leads[row.lead_id]
+        name = str(row.template or row.payload.get("template"))
         view = LeadView(
             id=lead.id,
             email=lead.email,

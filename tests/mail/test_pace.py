@@ -129,3 +129,35 @@ def test_two_senders_together_keep_to_the_rate_of_one_domain(
     assert len(box.arrived) == 30
     assert max(box.arrived) - min(box.arrived) >= 1.9  # (30 − 10) / 10 s, less a little jitter
     assert {row(store, i).state for i in ids} == {"sent"}
+
+
+def test_messages_the_send_time_checks_hold_take_no_slot_of_their_domain(
+    store: Engine, settings: Settings, smtp_box: tuple[Box, int]
+) -> None:
+    """Five messages held (no marketing consent) and one to send, all to one domain at one a
+    second: only the one sent takes a slot, so the domain's next slot is a second after it,
+    where reserving for all six would put it six seconds away (and make it wait five)."""
+    _, port = smtp_box
+    held = [
+        queue(store, add_lead(store, f"h{i}@example.com", {}, consent=False), "welcome_email")
+        for i in range(5)
+    ]
+    sent = queue(store, add_lead(store, "ok@example.com", {}), "welcome_email")
+    start = time.time()
+
+    async def go() -> SendStats:
+        options = SenderOptions(connections=1, rate_per_domain=1.0, lease_seconds=60)
+        sender = Sender(store, settings, Relay("127.0.0.1", port), options=options)
+        try:
+            return await sender.drain()
+        finally:
+            await sender.close()
+
+    stats = asyncio.run(go())
+    assert (stats.held, stats.sent) == (5, 1)
+    assert {row(store, i).state for i in held} == {"held"} and row(store, sent).state == "sent"
+    with store.connect() as conn:
+        next_slot = conn.execute(
+            select(DomainPace.next_slot).where(DomainPace.domain == "example.com")
+        ).scalar_one()
+    assert next_slot < start + 3.0
