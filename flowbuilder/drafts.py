@@ -36,8 +36,7 @@ def publish_drafts(engine: Engine, now: datetime, *, dry_run: bool = False) -> P
     """Publish the workspace texts (or, with `dry_run`, say what publishing would do); raises
     PublishRefused, storing nothing, when they have errors."""
     with reading(engine) as conn:
-        compilation = compile_drafts(conn)
-    findings = lint(compilation)
+        compilation, findings = checked(texts(conn))
     return Published(
         publish(engine, compilation, findings, now, dry_run=dry_run), compilation, findings
     )
@@ -140,6 +139,20 @@ def compile_texts(files: dict[str, str]) -> Compilation:
 
 def compile_drafts(conn: Connection) -> Compilation:
     return compile_texts(texts(conn))
+
+
+def checked(files: dict[str, str]) -> tuple[Compilation, list[Diagnostic]]:
+    """The workspace of these texts compiled and linted. The last few workspaces are kept, by
+    their texts: the editor's page and its model, or an edit's answer and the next edit, read
+    the same texts and compile them once. What is returned is shared: read it, change nothing."""
+    compilation, findings = _checked(tuple(sorted(files.items())))
+    return compilation, list(findings)
+
+
+@lru_cache(maxsize=8)
+def _checked(files: tuple[tuple[str, str], ...]) -> tuple[Compilation, tuple[Diagnostic, ...]]:
+    compilation = compile_texts(dict(files))
+    return compilation, tuple(lint(compilation))
 
 
 def file_of_flow(compilation: Compilation, flow: str) -> str | None:

@@ -35,7 +35,6 @@ from dsl.edit import (
     apply_many,
     parse_op,
 )
-from dsl.lint import lint
 from dsl.parse import parse_tree
 from flowbuilder import canvas, drafts, lead_path, metrics
 from flowbuilder.drafts import DraftError
@@ -79,13 +78,12 @@ def author(request: Request) -> str | None:
 
 def load(request: Request, flow: str) -> Loaded:
     with reading(request.app.state.engine) as conn:
-        texts = drafts.texts(conn)
-        compilation = drafts.compile_texts(texts)
+        compilation, findings = drafts.checked(drafts.texts(conn))
         path = drafts.file_of_flow(compilation, flow)
         if path is None:
             raise Problem(404, f"there is no flow '{flow}' in the workspace")
         draft = drafts.draft(conn, path)
-    return Loaded(path, draft, compilation, lint(compilation))
+    return Loaded(path, draft, compilation, findings)
 
 
 def flow_json(request: Request, loaded: Loaded, flow: str) -> dict[str, Any]:

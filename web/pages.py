@@ -11,7 +11,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from dsl import ir
-from dsl.lint import lint
 from flowbuilder import captured, drafts, explore, history, metrics, users
 from flowbuilder.drafts import DraftError
 from flowbuilder.store.db import reading
@@ -47,10 +46,9 @@ async def health(request: Request) -> Response:
 def _flow_rows(request: Request) -> list[dict[str, Any]]:
     engine = request.app.state.engine
     with reading(engine) as conn:
-        compilation = drafts.compile_drafts(conn)
+        compilation, findings = drafts.checked(drafts.texts(conn))
         published = current(conn)
         totals = metrics.overview(conn)
-    findings = lint(compilation)
     ws = compilation.workspace
     names = sorted(set(ws.flows if ws else {}) | set(published.versions if published else {}))
     rows = []

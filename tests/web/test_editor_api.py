@@ -341,3 +341,31 @@ def test_a_simulated_path_for_a_test_case_and_for_a_real_lead(user: TestClient) 
 def test_the_lead_picker_finds_leads_by_email(user: TestClient) -> None:
     found = user.get("/api/leads", params={"q": "lead000"}).json()
     assert found and all("lead000" in lead["email"] for lead in found)
+
+
+def test_the_page_and_its_model_compile_the_workspace_once_and_an_edit_once_more(
+    user: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The texts' compilation and lint are kept by the texts: the editor's page and its model
+    read the same texts, and an edit compiles only the text it makes."""
+    from flowbuilder import drafts
+
+    compiled: list[int] = []
+    compile_texts = drafts.compile_texts
+
+    def counting(files: dict[str, str]) -> Any:
+        compiled.append(len(files))
+        return compile_texts(files)
+
+    monkeypatch.setattr(drafts, "compile_texts", counting)
+    drafts._checked.cache_clear()
+    assert user.get("/flows/welcome").status_code == 200
+    m = model(user)
+    assert len(compiled) == 1
+    for n in range(2):
+        op = {"op": "move_step", "flow": "welcome", "step": "guide", "x": 10 + n, "y": 240}
+        answer = post_json(user, "/api/flows/welcome/ops", {"revision": m["revision"], "ops": [op]})
+        assert answer.status_code == 200, answer.text
+        m = answer.json()
+        assert f"    guide: {10 + n}, 240\n" in m["text"]
+    assert len(compiled) == 3
