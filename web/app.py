@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from flowbuilder.config import Settings
 from flowbuilder.observability import store_registry
 from flowbuilder.store.db import open_store
+from flowbuilder.store.limits import SharedLimit
 from web import api, auth, editor, health, hosted_forms, pages, panels
 from web.editor import Problem
 from web.render import STATIC, make_templates, page
@@ -125,8 +126,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
     app.state.templates = make_templates()
     app.state.metrics = store_registry(store)
     app.state.limits = {
-        "login": RateLimit(10, 60.0),
-        "forms": RateLimit(10, 60.0),
+        # Shared by every web process of the store: a guesser gains nothing from spreading
+        # attempts over processes or hosts.
+        "login": SharedLimit(store, "login", 10, 60.0),
+        "forms": SharedLimit(store, "forms", 10, 60.0),
+        # Kept in each process: a check in the store per event-API call would cost more than
+        # the flood it holds back.
         "api": RateLimit(6000, 60.0),
     }
     return app

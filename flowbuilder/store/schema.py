@@ -266,6 +266,17 @@ class DomainPace(Base):
     paused_until: Mapped[float] = mapped_column(Float)
 
 
+class RateLimitRow(Base):
+    """A shared rate limit's time for one key (`store.limits`): the key is a SHA-256 digest of
+    the limit's name and what it counts by; the time, seconds since the epoch, is when the key's
+    next hit would fit in a limit that has no burst left."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tat: Mapped[float] = mapped_column(Float)
+
+
 class Suppression(Base):
     __tablename__ = "suppressions"
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from tests.web.conftest import EMAIL, PASSWORD, csrf, sign_in
+from flowbuilder.store.db import reading
+from flowbuilder.store.schema import RateLimitRow
+from tests.web.conftest import EMAIL, PASSWORD, Site, csrf, sign_in
+from web.app import create_app
 
 PRIVATE_PAGES = [
     "/",
@@ -129,6 +133,24 @@ def test_sign_in_attempts_are_rate_limited(client: TestClient) -> None:
             "/login", data={"email": EMAIL, "password": PASSWORD, "csrftoken": csrf(client)}
         ).text
     )
+
+
+def test_the_sign_in_limit_is_shared_by_every_web_process_of_the_store(site: Site) -> None:
+    """Two web apps on one store, as two processes or hosts would be: attempts spread over
+    both count together, and the limit's answer says when to try again."""
+    clients = [
+        TestClient(create_app(site.settings, site.engine), follow_redirects=False) for _ in "ab"
+    ]
+    statuses = []
+    for n in range(12):
+        c = clients[n % 2]
+        form = {"email": EMAIL, "password": "nope nope nope", "csrftoken": csrf(c)}
+        statuses.append((response := c.post("/login", data=form)).status_code)
+    assert statuses == [401] * 10 + [429, 429]
+    assert 1 <= int(response.headers["retry-after"]) <= 7  # a hit every 6 s once the burst is spent
+    with reading(site.engine) as conn:  # no address or IP is kept as it is
+        keys = conn.execute(select(RateLimitRow.key)).scalars().all()
+    assert len(keys) == 1 and EMAIL not in keys[0] and len(keys[0]) == 64
 
 
 def test_signing_out_ends_the_session(client: TestClient) -> None:
