@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,16 +102,23 @@ class BoxHandler:
         return "250 OK queued"
 
 
+@contextmanager
+def serving(handler: object) -> Iterator[int]:
+    """An aiosmtpd server for `handler` on a free port, while the block runs; its port."""
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
 @pytest.fixture
 def smtp_box() -> Iterator[tuple[Box, int]]:
     box = Box()
-    port = free_port()
-    controller = Controller(BoxHandler(box), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with serving(BoxHandler(box)) as port:
         yield box, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from flowbuilder.mail.relay import Relay
 from flowbuilder.mail.sender import Sender, SenderOptions, SendStats
 from flowbuilder.store.schema import DomainPace
 from tests.mail.conftest import Box, add_lead, queue, row
+from tests.together import at_once
 
 
 def test_a_paused_domain_starts_after_its_pause_at_its_lowered_rate() -> None:
@@ -70,25 +71,14 @@ def test_senders_reserving_at_once_never_share_a_slot(store: Engine) -> None:
     pace = Pace(rate=1000.0, burst=1)
     now = time.time() + 5  # the same start for every thread
     got: list[float] = []
-    failures: list[BaseException] = []
-    start = threading.Barrier(4)
 
     def sender() -> None:
-        try:
-            start.wait()
-            for _ in range(10):
-                with store.begin() as conn:
-                    slots = pace.reserve(conn, {"example.com": 5}, now=now, horizon=60.0)
-                got.extend(slots["example.com"].times)
-        except BaseException as e:
-            failures.append(e)
+        for _ in range(10):
+            with store.begin() as conn:
+                slots = pace.reserve(conn, {"example.com": 5}, now=now, horizon=60.0)
+            got.extend(slots["example.com"].times)
 
-    threads = [threading.Thread(target=sender) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not failures
+    at_once(4, sender)
     assert len(got) == 200
     ordered = sorted(got)
     assert all(b - a > 0.00099 for a, b in itertools.pairwise(ordered))

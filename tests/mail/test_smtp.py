@@ -36,7 +36,7 @@ from flowbuilder.mail.smtp import (
     payload,
     read_reply,
 )
-from tests.mail.conftest import NOW, Box, BoxHandler, add_lead, free_port, queue, row
+from tests.mail.conftest import NOW, Box, BoxHandler, add_lead, free_port, queue, row, serving
 
 SENDER = envelope_address("bounce+1-abc@bounces.acme.example")
 T = TypeVar("T")
@@ -67,13 +67,8 @@ async def send(
 def relay(request: pytest.FixtureRequest) -> Iterator[tuple[Box, int]]:
     """An aiosmtpd server that announces PIPELINING, or one that does not."""
     box = Box(pipelining=request.param)
-    port = free_port()
-    controller = Controller(BoxHandler(box), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with serving(BoxHandler(box)) as port:
         yield box, port
-    finally:
-        controller.stop()
 
 
 def test_a_lot_goes_out_with_the_bytes_aiosmtplib_sends(relay: tuple[Box, int]) -> None:

@@ -4,7 +4,6 @@ store keeps digests, and forgets keys whose time has passed."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 from sqlalchemy import Engine, func, insert, select
@@ -12,6 +11,7 @@ from sqlalchemy import Engine, func, insert, select
 from flowbuilder.store import limits
 from flowbuilder.store.limits import SharedLimit
 from flowbuilder.store.schema import RateLimitRow
+from tests.together import at_once
 
 
 def test_the_burst_then_refusals_until_the_interval_passes(store: Engine) -> None:
@@ -28,24 +28,13 @@ def test_the_burst_then_refusals_until_the_interval_passes(store: Engine) -> Non
 def test_checks_at_once_never_pass_the_limit_together(store: Engine) -> None:
     limit = SharedLimit(store, "login", 10, 60.0)
     allowed: list[bool] = []
-    failures: list[BaseException] = []
-    start = threading.Barrier(4)
 
     def guesser() -> None:
-        try:
-            start.wait()
-            for _ in range(10):
-                allowed.append(limit.allow("10.0.0.9|bob@example.com"))
-        except BaseException as e:
-            failures.append(e)
+        for _ in range(10):
+            allowed.append(limit.allow("10.0.0.9|bob@example.com"))
 
-    threads = [threading.Thread(target=guesser) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not failures and len(allowed) == 40
-    assert allowed.count(True) == 10
+    at_once(4, guesser)
+    assert len(allowed) == 40 and allowed.count(True) == 10
 
 
 def test_keys_whose_time_has_passed_are_forgotten(store: Engine) -> None:
